@@ -1,0 +1,406 @@
+"""The demo and test stack: trytond with GNU Health, and Orthanc with the plugin.
+
+Used three ways, all with the same code so the demo is what the tests test:
+  - `make demo`   -> `stack.py demo`: start, send samples, wait for Ctrl-C;
+  - `make up/down`-> `stack.py up|down`: the same in the background;
+  - the integration tests import `Trytond`, `Orthanc` and `template_database`.
+
+Every process is started in its own session and stopped by its PID.
+"""
+import argparse
+import base64
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import xmlrpc.client
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VENV = Path(os.environ.get('VENV', REPO / '.venv'))
+CACHE = REPO / '.cache'
+STACK = REPO / '.stack'
+sys.path.insert(0, str(Path(__file__).parent))
+import samples  # noqa: E402
+
+DATABASE = 'gnuhealth'
+MODULES = ['health_imaging', 'health_imaging_worklist', 'health_radiology']
+# Demo/test logins. They live in the cached template database; a hospital
+# creates its own accounts (README, "Configuration").
+ADMIN = ('admin', 'gnuhealth-admin')
+SYNC = ('orthanc-sync', 'orthanc-sync-secret')
+ORTHANC_ADMIN = ('orthanc', 'orthanc-admin')
+ORTHANC_AET = 'ORTHANC'
+PLUGIN_DIR = Path('/usr/share/orthanc/plugins')
+LAUNCHER = REPO / 'orthanc_gnuhealth_plugin' / 'launcher' / 'orthanc_gnuhealth.py'
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, timeout, what, process=None):
+    "Poll `check` until it returns a true value; fail with `what` after `timeout`."
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f'{what}: the process exited with {process.returncode}')
+        try:
+            result = check()
+        except (OSError, xmlrpc.client.Error, urllib.error.URLError):
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f'{what}: not ready after {timeout} s')
+        time.sleep(0.2)
+
+
+class Process:
+    "A child process in its own session, with its output in a log file."
+
+    def __init__(self, name, argv, log, env=None, cwd=None):
+        self.name, self.argv, self.log = name, argv, Path(log)
+        self.env, self.cwd = env, cwd
+        self.popen = None
+
+    def start(self):
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, 'ab') as log:
+            self.popen = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT,
+                env=self.env, cwd=self.cwd, start_new_session=True)
+        return self
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.popen.send_signal(sig)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+    def kill(self):
+        self.stop(signal.SIGKILL)
+
+
+# --- trytond ---------------------------------------------------------------
+
+def trytond_conf(directory, port, database_dir):
+    path = Path(directory) / 'trytond.conf'
+    path.write_text(
+        '[database]\n'
+        'uri = sqlite://\n'
+        f'path = {database_dir}\n'
+        '[web]\n'
+        f'listen = 127.0.0.1:{port}\n'
+        '[session]\n'
+        # Demo logins are short-lived in a browser; the sync account's session
+        # is renewed by the plugin when it expires.
+        'timeout = 3600\n')
+    return path
+
+
+def _template_key():
+    "Changes whenever the module or the installed GNU Health changes."
+    digest = hashlib.sha256()
+    for path in sorted((REPO / 'tryton_stub_module').rglob('*')):
+        if path.is_file() and '__pycache__' not in path.parts:
+            digest.update(str(path.relative_to(REPO)).encode())
+            digest.update(path.read_bytes())
+    digest.update(Path(__file__).read_bytes())
+    freeze = subprocess.run([VENV / 'bin' / 'pip', 'freeze'], check=True,
+                            capture_output=True, text=True).stdout
+    digest.update(freeze.encode())
+    return digest.hexdigest()[:16]
+
+
+def template_database():
+    """The SQLite file of a database with GNU Health and health_radiology.
+
+    Creating it takes about a minute, so it is cached under .cache/ and copied
+    for each run; the key covers the module's files and the installed packages.
+    """
+    target = CACHE / f'{DATABASE}-{_template_key()}.sqlite'
+    if target.exists():
+        return target
+    CACHE.mkdir(exist_ok=True)
+    work = CACHE / f'build-{os.getpid()}'
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    conf = trytond_conf(work, free_port(), work)
+    (work / 'password').write_text(ADMIN[1])
+    env = dict(os.environ, TRYTONPASSFILE=str(work / 'password'))
+    (work / f'{DATABASE}.sqlite').touch()
+    subprocess.run(
+        [VENV / 'bin' / 'trytond-admin', '-c', conf, '-d', DATABASE, '--all',
+         '--activate-dependencies', '--email', 'admin@example.com',
+         '-u', *MODULES], check=True, env=env)
+    subprocess.run(
+        [VENV / 'bin' / 'python', REPO / 'scripts' / 'demo_data.py',
+         '--config', conf, '--database', DATABASE, 'accounts',
+         '--sync-password', SYNC[1]], check=True)
+    os.replace(work / f'{DATABASE}.sqlite', target)
+    shutil.rmtree(work)
+    for old in CACHE.glob(f'{DATABASE}-*.sqlite'):
+        if old != target:
+            old.unlink()
+    return target
+
+
+class Trytond:
+    "trytond serving one SQLite copy of the template database."
+
+    def __init__(self, workdir, port=None, template=None):
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.template = template
+        self.process = None
+
+    @property
+    def url(self):
+        return f'http://127.0.0.1:{self.port}/'
+
+    @property
+    def database_url(self):
+        return f'{self.url}{DATABASE}/'
+
+    def start(self):
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        database = self.workdir / f'{DATABASE}.sqlite'
+        if not database.exists():
+            shutil.copy(self.template or template_database(), database)
+        conf = trytond_conf(self.workdir, self.port, self.workdir)
+        self.process = Process(
+            'trytond', [VENV / 'bin' / 'trytond', '-c', conf],
+            self.workdir / 'trytond.log').start()
+        wait_until(lambda: xmlrpc.client.ServerProxy(self.url)
+                   .common.server.version(), 60, 'trytond', self.process.popen)
+        return self
+
+    def stop(self):
+        if self.process:
+            self.process.stop()
+
+
+# --- Orthanc ---------------------------------------------------------------
+
+class Orthanc:
+    "Orthanc with the plugin, its own storage, ports and configuration."
+
+    def __init__(self, workdir, trytond_url, http_port=None, dicom_port=None,
+                 gnuhealth=None, stable_age=3, name='orthanc'):
+        self.workdir = Path(workdir)
+        self.http_port = http_port or free_port()
+        self.dicom_port = dicom_port or free_port()
+        self.trytond_url = trytond_url
+        self.stable_age = stable_age
+        self.name = name
+        self.gnuhealth = gnuhealth or {}
+        self.process = None
+
+    @property
+    def url(self):
+        return f'http://127.0.0.1:{self.http_port}'
+
+    def configuration(self):
+        return {
+            'Name': self.name,
+            'StorageDirectory': str(self.workdir / 'storage'),
+            'IndexDirectory': str(self.workdir / 'storage'),
+            'HttpPort': self.http_port,
+            'DicomPort': self.dicom_port,
+            'DicomAet': ORTHANC_AET,
+            'RemoteAccessAllowed': True,
+            'AuthenticationEnabled': True,
+            'RegisteredUsers': {ORTHANC_ADMIN[0]: ORTHANC_ADMIN[1]},
+            'StableAge': self.stable_age,
+            'Plugins': [str(PLUGIN_DIR / p) for p in (
+                'libOrthancPython.so', 'libOrthancDicomWeb.so',
+                'libOrthancWebViewer.so')],
+            'PythonScript': str(LAUNCHER),
+            'PythonVerbose': False,
+            'GnuHealth': {
+                'ServerLabel': self.name,
+                'PublicUrl': self.url,
+                'TrytonUrl': self.trytond_url,
+                'TrytonDatabase': DATABASE,
+                'TrytonUser': SYNC[0],
+                'TrytonPassword': SYNC[1],
+                'PollInterval': 2,
+                **self.gnuhealth,
+            },
+        }
+
+    def start(self):
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / 'orthanc.json'
+        conf.write_text(json.dumps(self.configuration(), indent=2))
+        env = dict(os.environ, ORTHANC_GNUHEALTH_VENV=str(VENV))
+        self.process = Process('orthanc', ['Orthanc', conf],
+                               self.workdir / 'orthanc.log', env=env).start()
+        wait_until(lambda: self.get('/system'), 60, 'Orthanc',
+                   self.process.popen)
+        return self
+
+    def stop(self):
+        if self.process:
+            self.process.stop()
+
+    def kill(self):
+        if self.process:
+            self.process.kill()
+
+    def request(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        token = base64.b64encode(':'.join(ORTHANC_ADMIN).encode()).decode()
+        req.add_header('Authorization', 'Basic ' + token)
+        with urllib.request.urlopen(req, timeout=30) as response:
+            payload = response.read()
+        return json.loads(payload) if payload else None
+
+    def get(self, path):
+        return self.request('GET', path)
+
+    def post(self, path, body=None):
+        return self.request('POST', path, body if body is not None else {})
+
+    def delete(self, path):
+        return self.request('DELETE', path)
+
+    def store(self, files):
+        "Send files by C-STORE with dcmtk's storescu, as a modality would."
+        store(files, self.dicom_port)
+
+
+def store(files, port, host='127.0.0.1', aet=ORTHANC_AET):
+    # Without TCP_NODELAY, Debian's dcmtk waits ~90 ms per message (Nagle).
+    env = dict(os.environ, TCP_NODELAY='1')
+    subprocess.run(['/usr/bin/storescu', '-aec', aet, host, str(port),
+                    *map(str, files)], check=True, env=env,
+                   capture_output=True)
+
+
+# --- the command line: demo / up / down ------------------------------------
+
+def _ports():
+    return (int(os.environ.get('TRYTON_PORT', 8000)),
+            int(os.environ.get('ORTHANC_HTTP_PORT', 8042)),
+            int(os.environ.get('ORTHANC_DICOM_PORT', 4242)))
+
+
+def _start_stack():
+    tryton_port, http_port, dicom_port = _ports()
+    STACK.mkdir(exist_ok=True)
+    trytond = Trytond(STACK / 'trytond', tryton_port)
+    orthanc = Orthanc(STACK / 'orthanc', trytond.url, http_port, dicom_port,
+                      stable_age=10)
+    for server in (trytond, orthanc):
+        try:
+            server.start()
+        finally:
+            # Recorded even when start fails, so `down` still stops it.
+            if server.process and server.process.popen:
+                with open(STACK / 'pids', 'a') as pids:
+                    pids.write(f'{server.process.pid}\n')
+    (STACK / 'stack.env').write_text(''.join(f'{k}={v}\n' for k, v in {
+        'ORTHANC_URL': orthanc.url,
+        'ORTHANC_USER': ORTHANC_ADMIN[0],
+        'ORTHANC_PASSWORD': ORTHANC_ADMIN[1],
+        'ORTHANC_DICOM_PORT': dicom_port,
+        'ORTHANC_AET': ORTHANC_AET,
+        'TRYTON_URL': trytond.url,
+        'TRYTON_DB': DATABASE,
+        'TRYTON_USER': ADMIN[0],
+        'TRYTON_PASSWORD': ADMIN[1],
+    }.items()))
+    return trytond, orthanc
+
+
+def _send_samples(orthanc):
+    files = samples.real_samples() + samples.generate_study(
+        STACK / 'samples', series=3, instances=20,
+        PatientName='Demo^Generated', PatientID='DEMO-0001',
+        StudyDescription='Generated CT, 3 series')
+    orthanc.store(files)
+    return len(files)
+
+
+def _banner(orthanc, trytond, sent):
+    return (f'\nSent {sent} sample instances by C-STORE.\n'
+            f'Orthanc Explorer: {orthanc.url}/app/explorer.html  '
+            f'(login {ORTHANC_ADMIN[0]} / {ORTHANC_ADMIN[1]})\n'
+            f'Orthanc DICOM:    AET {ORTHANC_AET} on port {orthanc.dicom_port}\n'
+            f'Sync status:      {orthanc.url}/gnuhealth/status\n'
+            f'GNU Health RPC:   {trytond.url}  database {DATABASE}  '
+            f'(login {ADMIN[0]} / {ADMIN[1]})\n'
+            f'Logs and data:    {STACK}/\n')
+
+
+def down():
+    pids = STACK / 'pids'
+    if not pids.exists():
+        return
+    for pid in map(int, pids.read_text().split()):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.killpg(pid, signal.SIGKILL)
+    pids.unlink()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('command', choices=['demo', 'up', 'down', 'template'])
+    command = parser.parse_args(argv).command
+    if command == 'template':
+        print(template_database())
+        return
+    down()
+    if command == 'down':
+        return
+    try:
+        trytond, orthanc = _start_stack()
+        print(_banner(orthanc, trytond, _send_samples(orthanc)), flush=True)
+    except BaseException:
+        down()
+        raise
+    if command == 'up':
+        print(f'Stop it with `make down`. Settings: {STACK}/stack.env')
+        return
+    print('Press Ctrl-C to stop.', flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print('Stopping.')
+    finally:
+        down()
+
+if __name__ == '__main__':
+    main()

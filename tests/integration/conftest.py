@@ -1,0 +1,56 @@
+"""Real servers for the integration tests.
+
+Each test gets its own trytond (a copy of the cached GNU Health template
+database) and its own Orthanc with the plugin, on free ports in its own
+temporary folder; both are stopped by PID when the test ends. The logs are
+printed when a test fails, since that is where the reason usually is.
+"""
+import sys
+from pathlib import Path
+
+import pytest
+from proteus import config as proteus_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'scripts'))
+import stack  # noqa: E402
+
+
+@pytest.fixture(scope='session')
+def template_database():
+    return stack.template_database()
+
+
+@pytest.fixture
+def trytond(tmp_path, template_database):
+    server = stack.Trytond(tmp_path / 'trytond', template=template_database)
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def orthanc(tmp_path, trytond, request):
+    server = stack.Orthanc(tmp_path / 'orthanc', trytond.url)
+    yield server.start()
+    server.stop()
+    report = getattr(request.node, 'rep_call', None)
+    if report is not None and report.failed:
+        for log in (server.workdir / 'orthanc.log', trytond.workdir / 'trytond.log'):
+            sys.stderr.write(f'\n----- {log} (last 80 lines)\n')
+            sys.stderr.write(''.join(log.read_text(errors='replace')
+                                     .splitlines(True)[-80:]))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    setattr(item, 'rep_' + report.when, report)
+
+
+@pytest.fixture
+def gnuhealth(trytond):
+    """proteus, logged in to GNU Health as its administrator, as a user's
+    script would be; yields the proteus configuration."""
+    login, password = stack.ADMIN
+    with proteus_config.set_xmlrpc_session(
+            trytond.database_url, username=login, password=password) as config:
+        yield config
