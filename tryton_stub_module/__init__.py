@@ -1,0 +1,23 @@
+# This file is part of orthanc-gnuhealth.  The COPYRIGHT file at the top level
+# of this repository contains the full copyright notices and license terms.
+"health_radiology: Orthanc PACS studies pushed into Tryton / GNU Health"
+
+from trytond.pool import Pool
+
+from . import imaging, instance, series, server, study
+
+__all__ = ['register']
+
+
+def register():
+    Pool.register(
+        server.Server,
+        study.Study,
+        series.Series,
+        instance.Instance,
+        module='health_radiology', type_='model')
+    # Links to GNU Health's patients and imaging orders exist only when
+    # health_imaging is activated in the same database.
+    Pool.register(
+        imaging.Study,
+        module='health_radiology', type_='model', depends=['health_imaging'])

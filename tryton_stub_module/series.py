@@ -1,0 +1,168 @@
+# This file is part of orthanc-gnuhealth.  The COPYRIGHT file at the top level
+# of this repository contains the full copyright notices and license terms.
+from sql.aggregate import Count
+
+from trytond.model import Index, ModelSQL, ModelView, Unique, fields
+from trytond.pool import Pool
+from trytond.tools import grouped_slice, reduce_ids
+from trytond.transaction import Transaction
+
+from .study import PACS_STATE_HELP, PACS_STATES
+from .sync import Snapshot, upsert
+
+
+class Series(ModelSQL, ModelView):
+    "Radiology Series"
+    __name__ = 'gnuhealth.radiology.series'
+    _rec_name = 'series_uid'
+
+    study = fields.Many2One(
+        'gnuhealth.radiology.study', "Study", required=True, readonly=True,
+        ondelete='CASCADE', help="The study the series belongs to.")
+    series_uid = fields.Char(
+        "Series Instance UID", required=True, readonly=True,
+        help="The DICOM SeriesInstanceUID.")
+    orthanc_id = fields.Char(
+        "Orthanc ID", readonly=True,
+        help="The identifier of the series in Orthanc.")
+    modality = fields.Char(
+        "Modality", readonly=True,
+        help="The DICOM Modality, such as \"CT\".")
+    number = fields.Integer(
+        "Number", readonly=True, help="The DICOM SeriesNumber.")
+    description = fields.Char(
+        "Description", readonly=True, help="The DICOM SeriesDescription.")
+    body_part = fields.Char(
+        "Body Part", readonly=True, help="The DICOM BodyPartExamined.")
+    instances = fields.One2Many(
+        'gnuhealth.radiology.instance', 'series', "Instances", readonly=True,
+        help="The images of the series.")
+    instance_count = fields.Function(fields.Integer(
+            "Instances",
+            help="The number of images of the series still in the PACS."),
+        'get_instance_count')
+    pacs_state = fields.Selection(
+        PACS_STATES, "PACS State", readonly=True, help=PACS_STATE_HELP)
+    webviewer_url = fields.Function(fields.Char(
+            "Orthanc Web Viewer",
+            help="Open the series in the Orthanc Web Viewer."),
+        'get_webviewer_url')
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints = [
+            ('series_uid_unique', Unique(t, t.study, t.series_uid),
+                'health_radiology.msg_series_uid_unique'),
+            ]
+        cls._sql_indexes.add(Index(t, (t.orthanc_id, Index.Equality())))
+        cls._order = [
+            ('study', 'ASC'),
+            ('number', 'ASC NULLS LAST'),
+            ('id', 'ASC'),
+            ]
+
+    @classmethod
+    def default_pacs_state(cls):
+        return 'available'
+
+    def get_rec_name(self, name):
+        parts = [
+            self.number is not None and str(self.number),
+            self.modality,
+            self.description,
+            ]
+        return ' '.join(filter(None, parts)) or self.series_uid
+
+    @classmethod
+    def search_rec_name(cls, name, clause):
+        _, operator, operand, *extra = clause
+        if operator.startswith('!') or operator.startswith('not '):
+            bool_op = 'AND'
+        else:
+            bool_op = 'OR'
+        return [bool_op,
+            ('series_uid', operator, operand, *extra),
+            ('description', operator, operand, *extra),
+            ]
+
+    @classmethod
+    def get_instance_count(cls, series, name):
+        pool = Pool()
+        Instance = pool.get('gnuhealth.radiology.instance')
+        instance = Instance.__table__()
+        cursor = Transaction().connection.cursor()
+        counts = dict.fromkeys(map(int, series), 0)
+        for sub_ids in grouped_slice(counts):
+            cursor.execute(*instance.select(
+                    instance.series, Count(instance.id),
+                    where=reduce_ids(instance.series, sub_ids)
+                    & (instance.pacs_state == 'available'),
+                    group_by=instance.series))
+            counts.update(cursor)
+        return counts
+
+    def get_webviewer_url(self, name):
+        if self.pacs_state == 'deleted':
+            return None
+        return self.study.server.viewer_url(
+            'webviewer', series_id=self.orthanc_id)
+
+    @classmethod
+    def read_snapshot(cls, reader, values):
+        "Return the SeriesInstanceUID and the Snapshot of a pushed series"
+        pool = Pool()
+        Instance = pool.get('gnuhealth.radiology.instance')
+        series_uid = reader.uid(values, 'series_uid', required=True)
+        series_values = {
+            'orthanc_id': reader.uid(values, 'orthanc_id'),
+            'modality': reader.text(values, 'modality'),
+            'number': reader.integer(values, 'number'),
+            'description': reader.text(values, 'description'),
+            'body_part': reader.text(values, 'body_part'),
+            'pacs_state': 'available',
+            }
+        instances = dict(
+            Instance.read_snapshot(reader, v)
+            for v in reader.items(values, 'instances'))
+        return series_uid, Snapshot(series_values, instances)
+
+    @classmethod
+    def sync_from_pacs(cls, snapshots):
+        """Make the series of each study match its snapshot
+
+        snapshots maps a study id to {SeriesInstanceUID: Snapshot}, the full
+        content of the study in the PACS.
+        Return the ids of the studies whose content changed.
+        """
+        pool = Pool()
+        Instance = pool.get('gnuhealth.radiology.instance')
+        ids, changed, missing = upsert(
+            cls, 'study', 'series_uid', snapshots, (
+                [('study', 'in', list(study_ids))]
+                for study_ids in grouped_slice(list(snapshots))))
+        cls.mark_pacs_deleted(cls.browse(list(missing.values())))
+        changed_studies = {study_id for study_id, _ in changed | set(missing)}
+        study_of = {
+            series_id: study_id for (study_id, _), series_id in ids.items()}
+        changed_series = Instance.sync_from_pacs({
+                ids[(study_id, uid)]: snapshot.children
+                for study_id, children in snapshots.items()
+                for uid, snapshot in children.items()})
+        changed_studies |= {study_of[s] for s in changed_series}
+        return changed_studies
+
+    @classmethod
+    def mark_pacs_deleted(cls, series):
+        "Mark the series and their images as deleted from the PACS"
+        pool = Pool()
+        Instance = pool.get('gnuhealth.radiology.instance')
+        cls.write(
+            [s for s in series if s.pacs_state != 'deleted'],
+            {'pacs_state': 'deleted'})
+        for sub_series in grouped_slice(series):
+            Instance.mark_pacs_deleted(Instance.search([
+                        ('series', 'in', [s.id for s in sub_series]),
+                        ('pacs_state', '!=', 'deleted'),
+                        ], order=[]))

@@ -1,0 +1,131 @@
+# This file is part of orthanc-gnuhealth.  The COPYRIGHT file at the top level
+# of this repository contains the full copyright notices and license terms.
+import datetime
+from urllib.parse import quote
+
+from trytond.i18n import gettext
+from trytond.model import ModelSQL, ModelView, Unique, fields
+
+from .sync import SnapshotReader
+
+VIEWERS = ['ohif', 'stone', 'explorer', 'webviewer']
+DEFAULT_TEMPLATES = {
+    'ohif': '{base}/ohif/viewer?StudyInstanceUIDs={study_uid}',
+    'stone': '{base}/stone-webviewer/index.html?study={study_uid}',
+    'explorer': '{base}/app/explorer.html#study?uuid={study_id}',
+    'webviewer': '{base}/web-viewer/app/viewer.html?series={series_id}',
+    }
+TEMPLATE_HELP = (
+    "\nPlaceholders: {base} (public URL), {study_uid} (StudyInstanceUID), "
+    "{study_id} (Orthanc study id), {series_id} (Orthanc series id).")
+
+
+class Server(ModelSQL, ModelView):
+    "Radiology PACS Server"
+    __name__ = 'gnuhealth.radiology.server'
+    _rec_name = 'label'
+
+    label = fields.Char(
+        "Label", required=True,
+        help="The name under which the Orthanc plugin pushes its studies.")
+    public_url = fields.Char(
+        "Public URL",
+        help="The base URL of Orthanc as the clinicians' browsers reach it.")
+    last_contact = fields.DateTime(
+        "Last Contact", readonly=True,
+        help="When the Orthanc plugin last pushed to this server.")
+    ohif_template = fields.Char(
+        "OHIF Viewer Template",
+        help="The URL of a study in the OHIF viewer." + TEMPLATE_HELP)
+    stone_template = fields.Char(
+        "Stone Viewer Template",
+        help="The URL of a study in the Stone Web Viewer." + TEMPLATE_HELP)
+    explorer_template = fields.Char(
+        "Orthanc Explorer Template",
+        help="The URL of a study in Orthanc Explorer." + TEMPLATE_HELP)
+    webviewer_template = fields.Char(
+        "Orthanc Web Viewer Template",
+        help="The URL of a series in the Orthanc Web Viewer." + TEMPLATE_HELP)
+    viewers = fields.Char(
+        "Installed Viewers", readonly=True,
+        help="The viewers installed on this Orthanc, "
+        "as last reported by its plugin.")
+    studies = fields.One2Many(
+        'gnuhealth.radiology.study', 'server', "Studies", readonly=True,
+        help="The studies pushed by this server.")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints = [
+            ('label_unique', Unique(t, t.label),
+                'health_radiology.msg_server_label_unique'),
+            ]
+        cls._order = [('label', 'ASC')]
+
+    @classmethod
+    def default_ohif_template(cls):
+        return DEFAULT_TEMPLATES['ohif']
+
+    @classmethod
+    def default_stone_template(cls):
+        return DEFAULT_TEMPLATES['stone']
+
+    @classmethod
+    def default_explorer_template(cls):
+        return DEFAULT_TEMPLATES['explorer']
+
+    @classmethod
+    def default_webviewer_template(cls):
+        return DEFAULT_TEMPLATES['webviewer']
+
+    def viewer_url(self, viewer, **identifiers):
+        """Return the URL of viewer for the identifiers
+
+        None when the server has no public URL or the template needs an
+        identifier that is unknown, so that no broken link is shown.
+        """
+        template = getattr(self, '%s_template' % viewer)
+        if not template or not self.public_url:
+            return None
+        if any(v is None for v in identifiers.values()):
+            return None
+        identifiers = {k: quote(v, safe='') for k, v in identifiers.items()}
+        try:
+            return template.format(
+                base=self.public_url.rstrip('/'), **identifiers)
+        except (KeyError, IndexError, ValueError):
+            return None
+
+    @classmethod
+    def from_pacs(cls, values):
+        "Return the server described by the plugin, creating it if needed"
+        reader = SnapshotReader(
+            gettext('health_radiology.msg_subject_server'))
+        values = reader.mapping(values, 'server')
+        label = reader.text(values, 'label')
+        if not label:
+            reader.error('msg_snapshot_missing', field='label')
+        server_values = {
+            'last_contact': datetime.datetime.now(),
+            }
+        public_url = reader.text(values, 'public_url')
+        if public_url:
+            server_values['public_url'] = public_url
+        viewers = reader.texts(values, 'viewers')
+        if viewers is not None:
+            server_values['viewers'] = ' '.join(filter(None, viewers)) or None
+        if values.get('templates') is not None:
+            templates = reader.mapping(values['templates'], 'templates')
+            for viewer in VIEWERS:
+                template = reader.text(templates, viewer)
+                if template:
+                    server_values['%s_template' % viewer] = template
+        servers = cls.search([('label', '=', label)], limit=1)
+        if servers:
+            cls.write(servers, server_values)
+        else:
+            servers = cls.create([{'label': label, **server_values}])
+        server, = servers
+        return server
