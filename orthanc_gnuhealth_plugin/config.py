@@ -47,7 +47,8 @@ class Settings:
     retry_min_delay: float = 1.0
     retry_max_delay: float = 300.0
     cursor_property: int = 9721
-    viewer_templates: Mapping[str, str] = DEFAULT_VIEWER_TEMPLATES
+    viewer_templates: Mapping[str, str] = field(
+        default_factory=lambda: DEFAULT_VIEWER_TEMPLATES, hash=False)
 
     @property
     def rpc_url(self):

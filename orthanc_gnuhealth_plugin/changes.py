@@ -1,0 +1,58 @@
+"""Decide, from a page of Orthanc's /changes log, what GNU Health must hear.
+
+Entries look like {"Seq": 9, "ChangeType": "StableSeries",
+"ResourceType": "Series", "ID": "...", "Path": "/series/...", "Date": "..."}.
+"""
+from dataclasses import dataclass, field
+
+# Changes after which a study's record in GNU Health is out of date.
+# NewInstance is not here: there are thousands per study and the study is
+# pushed again at the next NewSeries / StableSeries / StableStudy anyway.
+_STUDY_CHANGES = frozenset({"NewStudy", "StableStudy"})
+_SERIES_CHANGES = frozenset({"NewSeries", "StableSeries"})
+_DELETABLE = {"Study": "study", "Series": "series", "Instance": "instance"}
+
+
+@dataclass
+class Work:
+    dirty_studies: list = field(default_factory=list)  # Orthanc study ids, in log order
+    deleted: list = field(default_factory=list)  # {"level", "orthanc_id"}
+
+
+def deletion(resource_type, orthanc_id):
+    """The record telling GNU Health a resource left the PACS, or None if it
+    is not something GNU Health keeps (a patient)."""
+    level = _DELETABLE.get(resource_type)
+    if level is None:
+        return None
+    return {"level": level, "orthanc_id": orthanc_id}
+
+
+def interpret(entries, parent_study_of):
+    """Dirty studies and deletions for a page of changes.
+
+    `parent_study_of(series_id)` returns the Orthanc id of a series' study,
+    or None when the series is gone (it was deleted since: nothing to push).
+    """
+    work = Work()
+    seen = set()
+
+    def mark(study_id):
+        if study_id and study_id not in seen:
+            seen.add(study_id)
+            work.dirty_studies.append(study_id)
+
+    series_parent = {}
+    for entry in entries:
+        change, resource_id = entry.get("ChangeType"), entry.get("ID")
+        if change in _STUDY_CHANGES:
+            mark(resource_id)
+        elif change in _SERIES_CHANGES:
+            if resource_id not in series_parent:
+                series_parent[resource_id] = parent_study_of(resource_id)
+            mark(series_parent[resource_id])
+        elif change == "Deleted":
+            gone = deletion(entry.get("ResourceType"), resource_id)
+            if gone and gone not in work.deleted:
+                work.deleted.append(gone)
+    return work

@@ -1,0 +1,10 @@
+"""The two outcomes of a push the worker acts on (kept apart from the
+proteus client so the worker's logic imports without proteus)."""
+
+
+class GnuHealthUnavailable(Exception):
+    """GNU Health cannot take the batch now; retry the same batch later."""
+
+
+class StudyRejected(Exception):
+    """GNU Health refused the batch because of its content (kept as failed)."""

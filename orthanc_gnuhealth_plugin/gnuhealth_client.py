@@ -1,0 +1,143 @@
+"""The XML-RPC client that pushes batches of studies to GNU Health (proteus).
+
+proteus keeps its configuration per thread, so each thread logs in once
+with a session (a password on every call costs a ~270 ms scrypt check on
+the server) and keeps it until the server says it expired.
+"""
+import http.client
+import socket
+import threading
+import xmlrpc.client
+
+from proteus import config as proteus_config
+
+from .errors import GnuHealthUnavailable, StudyRejected
+
+_MODEL = "gnuhealth.radiology.study"
+RPC_METHOD = f"model.{_MODEL}.push_from_pacs"
+
+# trytond's Fault codes (trytond.exceptions): UserError 1, UserWarning 2,
+# LoginException 3, ConcurrencyException 4, any other server error 255.
+# These say "not now" rather than "this data is wrong".
+_TRANSIENT_FAULTS = {3: "LoginException", 4: "ConcurrencyException"}
+
+
+class SessionExpired(Exception):
+    """trytond answered 401/403: the session timed out or trytond restarted."""
+
+
+def _timeout_transport(url, timeout, session_headers):
+    """An xmlrpc transport whose sockets time out, so a hung trytond cannot
+    block the worker (and Orthanc's shutdown) forever.
+
+    xmlrpc.client ignores ServerProxy's `headers` when a transport is given,
+    so the transport itself sends `session_headers`: the list into which
+    set_xmlrpc_session appends the session's Authorization header.
+    """
+    base = xmlrpc.client.SafeTransport if url.startswith("https:") else xmlrpc.client.Transport
+
+    class TimeoutTransport(base):
+        def make_connection(self, host):
+            connection = super().make_connection(host)
+            connection.timeout = timeout
+            return connection
+
+        def send_headers(self, connection, headers):
+            super().send_headers(connection, list(headers) + list(session_headers))
+
+    return TimeoutTransport(use_builtin_types=True)
+
+
+def classify(error, settings):
+    """Translate an RPC exception into the worker's two outcomes."""
+    where = f"GNU Health at {settings.tryton_url} (database {settings.tryton_database})"
+    if isinstance(error, xmlrpc.client.Fault):
+        if error.faultCode == 255 and error.faultString.strip("'\"") == _MODEL:
+            # trytond's pool has no such model: a set-up problem, not bad data.
+            return GnuHealthUnavailable(
+                f"{where} has no model {_MODEL}: activate the module "
+                f"health_radiology in that database (or fix GnuHealth.TrytonDatabase)")
+        if error.faultCode in _TRANSIENT_FAULTS:
+            return GnuHealthUnavailable(f"{where} answered "
+                                        f"{_TRANSIENT_FAULTS[error.faultCode]}: {error.faultString}")
+        return StudyRejected(error.faultString)
+    if isinstance(error, xmlrpc.client.ProtocolError):
+        if error.errcode in (401, 403):
+            return SessionExpired()
+        if error.errcode == 404:
+            return GnuHealthUnavailable(
+                f"{where} answered 404: check GnuHealth.TrytonUrl and "
+                f"GnuHealth.TrytonDatabase")
+        return GnuHealthUnavailable(f"{where} answered HTTP {error.errcode} {error.errmsg}")
+    if isinstance(error, (OSError, socket.timeout, http.client.HTTPException,
+                          xmlrpc.client.ResponseError)):
+        return GnuHealthUnavailable(f"{where} is unreachable: {error}")
+    return None
+
+
+class GnuHealthClient:
+    def __init__(self, settings, log=lambda line: None,
+                 login=proteus_config.set_xmlrpc_session):
+        self._settings = settings
+        self._log = log
+        self._login_function = login
+        self._local = threading.local()
+
+    def push(self, batch):
+        """One RPC call; returns GNU Health's answer.
+
+        Raises GnuHealthUnavailable or StudyRejected.
+        """
+        try:
+            return self._call(batch)
+        except SessionExpired:
+            self._log("GNU Health session expired; logging in again")
+            self._forget_session()
+            try:
+                return self._call(batch)
+            except SessionExpired:
+                raise GnuHealthUnavailable(
+                    f"GNU Health refuses the session of {self._settings.tryton_user!r} "
+                    f"right after login: give that user access to "
+                    f"gnuhealth.radiology.study (push_from_pacs)") from None
+
+    def _call(self, batch):
+        config = self._session()
+        try:
+            return getattr(config.server, RPC_METHOD)(batch, config.context)
+        except Exception as error:
+            translated = classify(error, self._settings)
+            if translated is None:
+                raise
+            raise translated from error
+
+    def _session(self):
+        config = getattr(self._local, "config", None)
+        if config is None:
+            config = self._local.config = self._login()
+        return config
+
+    def _login(self):
+        settings = self._settings
+        headers = []
+        session = self._login_function(
+            settings.rpc_url, username=settings.tryton_user,
+            password=settings.tryton_password, headers=headers,
+            transport=_timeout_transport(settings.rpc_url, settings.rpc_timeout, headers))
+        try:
+            # set_xmlrpc_session is a generator context manager: entering it
+            # logs in; we keep it for the life of the thread.
+            return session.__enter__()
+        except Exception as error:
+            refused = isinstance(error, xmlrpc.client.Fault) or (
+                isinstance(error, xmlrpc.client.ProtocolError) and error.errcode in (401, 403))
+            translated = None if refused else classify(error, settings)
+            if isinstance(translated, GnuHealthUnavailable):
+                raise translated from error
+            raise GnuHealthUnavailable(
+                f"login to GNU Health at {settings.rpc_url} as {settings.tryton_user!r} "
+                f"refused ({error}): check GnuHealth.TrytonUser and "
+                f"GnuHealth.TrytonPassword") from error
+
+    def _forget_session(self):
+        self._local.config = None

@@ -1,0 +1,153 @@
+"""The only module that talks to Orthanc's `orthanc` module: wiring, no logic.
+
+Orthanc calls `register()` when it loads the plugin. Nothing here reads
+the database at import time (global properties cannot be read before
+ORTHANC_STARTED); callbacks only set flags, never do I/O.
+"""
+import json
+import threading
+
+import orthanc
+
+from . import config, viewers
+from .gnuhealth_client import GnuHealthClient
+from .sync import SyncWorker
+
+_RESOURCE_NAMES = {
+    orthanc.ResourceType.STUDY: "Study",
+    orthanc.ResourceType.SERIES: "Series",
+    orthanc.ResourceType.INSTANCE: "Instance",
+}
+_STUDY_ID = r"([0-9a-f]{8}(?:-[0-9a-f]{8}){4})"
+# How long POST .../sync waits for the worker before answering "queued".
+_SYNC_WAIT_MARGIN = 5
+
+
+class OrthancAdapter:
+    """What sync.py needs from Orthanc, over the in-process REST API."""
+
+    def __init__(self, cursor_property):
+        self._cursor_property = cursor_property
+
+    def get(self, path):
+        try:
+            return json.loads(orthanc.RestApiGet(path))
+        except orthanc.OrthancException as error:
+            if error.args and error.args[0] == orthanc.ErrorCode.UNKNOWN_RESOURCE:
+                return None
+            raise
+
+    def get_cursor(self):
+        value = orthanc.GetGlobalProperty(self._cursor_property, "")
+        return int(value) if value.strip() else 0
+
+    def set_cursor(self, cursor):
+        orthanc.SetGlobalProperty(self._cursor_property, str(cursor))
+
+
+def _log(level, line):
+    {"info": orthanc.LogInfo, "warning": orthanc.LogWarning,
+     "error": orthanc.LogError}[level](line)
+
+
+class Plugin:
+    def __init__(self, settings):
+        self.settings = settings
+        self.adapter = OrthancAdapter(settings.cursor_property)
+        self.worker = None
+        self.thread = None
+
+    def on_change(self, change_type, resource_type, resource_id):
+        if change_type == orthanc.ChangeType.ORTHANC_STARTED:
+            self.start()
+        elif change_type == orthanc.ChangeType.ORTHANC_STOPPED:
+            self.stop()
+        elif self.worker is not None:
+            if change_type == orthanc.ChangeType.DELETED:
+                name = _RESOURCE_NAMES.get(resource_type)
+                if name:
+                    self.worker.note_deleted(name, resource_id)
+            else:
+                self.worker.wake()
+
+    def start(self):
+        self.worker = SyncWorker(self.settings, self.adapter,
+                                 GnuHealthClient(self.settings, _log_info), _log)
+        self.thread = threading.Thread(target=self.worker.run, name="gnuhealth-sync",
+                                       daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        if self.worker is not None:
+            self.worker.stop()
+            # The worker finishes its current RPC (bounded by RpcTimeout).
+            self.thread.join(self.settings.rpc_timeout + _SYNC_WAIT_MARGIN)
+
+    # ---- REST routes ----
+
+    def rest_status(self, output, uri, **request):
+        if request["method"] != "GET":
+            return output.SendMethodNotAllowed("GET")
+        if self.worker is None:
+            return _answer(output, {"running": False})
+        _answer(output, self.worker.status.to_json())
+
+    def rest_viewers(self, output, uri, **request):
+        if request["method"] != "GET":
+            return output.SendMethodNotAllowed("GET")
+        urls = viewers.study_viewers(self.adapter.get, self.settings.viewer_templates,
+                                     self.settings.public_url, request["groups"][0])
+        if urls is None:
+            return output.SendHttpStatusCode(404)
+        _answer(output, urls)
+
+    def rest_sync(self, output, uri, **request):
+        if request["method"] != "POST":
+            return output.SendMethodNotAllowed("POST")
+        if self.worker is None:
+            return output.SendHttpStatusCode(503)
+        result = self.worker.request_sync(request["groups"][0],
+                                          self.settings.rpc_timeout + _SYNC_WAIT_MARGIN)
+        if result["result"] == "not-found":
+            return output.SendHttpStatusCode(404)
+        _answer(output, result)
+
+    def rest_resync(self, output, uri, **request):
+        if request["method"] != "POST":
+            return output.SendMethodNotAllowed("POST")
+        if self.worker is None:
+            return output.SendHttpStatusCode(503)
+        started = self.worker.start_resync()
+        _answer(output, {"started": started, "resync": self.worker.status.get("resync")})
+
+
+def _log_info(line):
+    orthanc.LogInfo(line)
+
+
+def _answer(output, data):
+    output.AnswerBuffer(json.dumps(data, indent=2), "application/json")
+
+
+def _configuration():
+    return json.loads(orthanc.GetConfiguration()).get(config.SECTION)
+
+
+def register():
+    try:
+        settings = config.parse_settings(_configuration(), warn=orthanc.LogWarning)
+    except config.ConfigError as error:
+        orthanc.LogError(f"GNU Health plugin disabled: {error}")
+        return None
+    if not settings.enabled:
+        orthanc.LogWarning("GNU Health plugin disabled: GnuHealth.Enabled is false")
+        return None
+    plugin = Plugin(settings)
+    orthanc.RegisterOnChangeCallback(plugin.on_change)
+    orthanc.RegisterRestCallback("/gnuhealth/status", plugin.rest_status)
+    orthanc.RegisterRestCallback(f"/gnuhealth/studies/{_STUDY_ID}/viewers", plugin.rest_viewers)
+    orthanc.RegisterRestCallback(f"/gnuhealth/studies/{_STUDY_ID}/sync", plugin.rest_sync)
+    orthanc.RegisterRestCallback("/gnuhealth/resync", plugin.rest_resync)
+    orthanc.LogWarning(f"GNU Health plugin: pushing studies to {settings.rpc_url} "
+                       f"as server {settings.server_label!r}")
+    return plugin

@@ -1,0 +1,42 @@
+"""What the worker is doing, read by GET /gnuhealth/status from another thread."""
+import copy
+import threading
+
+
+class Status:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._values = {
+            "cursor": None,
+            "last_change": None,
+            "last_error": None,
+            "gnuhealth_reachable": None,  # None until the first contact
+            "last_push": None,
+            "next_attempt_in": None,
+            "resync": {"running": False, "done": 0, "total": 0},
+        }
+        self._failed = []
+
+    def update(self, **values):
+        with self._lock:
+            unknown = set(values) - set(self._values)
+            if unknown:
+                raise KeyError(f"unknown status field(s) {sorted(unknown)}")
+            self._values.update(values)
+
+    def set_failed(self, failed):
+        """`failed`: list of dicts (already in their public shape)."""
+        with self._lock:
+            self._failed = copy.deepcopy(failed)
+
+    def get(self, name):
+        with self._lock:
+            return copy.deepcopy(self._values[name])
+
+    def to_json(self):
+        with self._lock:
+            data = copy.deepcopy(self._values)
+            data["failed"] = copy.deepcopy(self._failed)
+        cursor, last = data["cursor"], data["last_change"]
+        data["pending"] = max(last - cursor, 0) if None not in (cursor, last) else None
+        return data

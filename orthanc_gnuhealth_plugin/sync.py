@@ -1,0 +1,430 @@
+"""The worker that pushes Orthanc's studies to GNU Health.
+
+Plain Python with injected dependencies:
+- `orthanc`: get(path) -> parsed JSON or None on 404, get_cursor() -> int,
+  set_cursor(int) (the cursor lives in an Orthanc global property, so it
+  survives restarts and is shared by the nodes of one cluster);
+- `gnuhealth`: push(batch), raising GnuHealthUnavailable or StudyRejected;
+- `clock`: seconds since the epoch (time.time), for back-off and status.
+
+What to push comes from Orthanc's /changes log, read from the persisted
+cursor. The cursor only moves after GNU Health accepted every study of the
+page, so a crash or an outage replays the page (pushes are idempotent).
+Deletions are not in Orthanc's /changes log (its rows go with the deleted
+resource), so the OnChange callback notes them (`note_deleted`).
+
+A batch sent to GNU Health is {"server": {...}, "studies": [study records
+from mapping.map_study], "deleted": [{"level", "orthanc_id"}]}. A study
+deleted then received again is left out of "deleted", because GNU Health
+applies the deletions after the studies of the same batch.
+"""
+import datetime
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+
+from . import changes, mapping, viewers
+from .errors import GnuHealthUnavailable, StudyRejected
+from .status import Status
+
+
+def back_off_delay(settings, failures):
+    """Capped exponential back-off: min, 2*min, 4*min ... max."""
+    if failures <= 0:
+        return 0.0
+    return min(settings.retry_max_delay, settings.retry_min_delay * 2 ** min(failures - 1, 60))
+
+
+def _iso(timestamp):
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(
+        timespec="seconds")
+
+
+@dataclass
+class FailedStudy:
+    orthanc_id: str
+    study_uid: str
+    reason: str
+    first_attempt: float
+    last_attempt: float
+    retries: int
+    next_retry: float
+
+    def to_json(self):
+        return {
+            "study_uid": self.study_uid,
+            "orthanc_id": self.orthanc_id,
+            "reason": self.reason,
+            "retries": self.retries,
+            "since": _iso(self.first_attempt),
+            "last_attempt": _iso(self.last_attempt),
+            "next_retry": _iso(self.next_retry),
+        }
+
+
+class _Request:
+    """An on-demand sync asked by a REST call, answered by the worker thread
+    (proteus sessions are per thread: all RPC stays in the worker)."""
+
+    def __init__(self, orthanc_id):
+        self.orthanc_id = orthanc_id
+        self.done = threading.Event()
+        self.result = None
+
+
+class SyncWorker:
+    def __init__(self, settings, orthanc, gnuhealth, log, clock=time.time):
+        self._settings = settings
+        self._orthanc = orthanc
+        self._gnuhealth = gnuhealth
+        self._log = log  # log(level, line), level in "info", "warning", "error"
+        self._clock = clock
+        self._viewers = None  # installed viewer names, read from Orthanc on first run
+        self.status = Status()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()  # something changed in Orthanc
+        self._urgent = threading.Event()  # a user asked for something, or stop
+        self._stopping = threading.Event()
+        self._requests = queue.Queue()
+        self._deleted = []
+        self._cursor = None
+        self._failed = {}
+        self._failures = 0  # consecutive cycles that could not reach GNU Health
+        self._next_attempt = 0.0
+        self._resync = None  # {"since", "done", "total"} while running
+
+    # ---- called from Orthanc's threads (cheap, no I/O) ----
+
+    def wake(self):
+        self._wake.set()
+
+    def note_deleted(self, resource_type, orthanc_id):
+        """`resource_type`: "Study", "Series" or "Instance" (others ignored)."""
+        gone = changes.deletion(resource_type, orthanc_id)
+        if gone:
+            with self._lock:
+                self._deleted.append(gone)
+            self._wake.set()
+
+    def stop(self):
+        self._stopping.set()
+        self._urgent.set()
+        self._wake.set()
+
+    def start_resync(self):
+        """Begin re-pushing the whole archive; False if one is running."""
+        with self._lock:
+            if self._resync is not None:
+                return False
+            statistics = self._orthanc.get("/statistics") or {}
+            total = int(statistics.get("CountStudies", 0))
+            self._resync = {"since": 0, "done": 0, "total": total}
+        self.status.update(resync={"running": True, "done": 0, "total": total})
+        self._log("info", f"GNU Health: re-pushing all {total} studies of the archive")
+        self._urgent.set()
+        self._wake.set()
+        return True
+
+    def request_sync(self, orthanc_id, timeout):
+        """Ask the worker thread to push one study now and wait for its answer."""
+        request = _Request(orthanc_id)
+        self._requests.put(request)
+        self._urgent.set()
+        self._wake.set()
+        if request.done.wait(timeout):
+            return request.result
+        return {"orthanc_id": orthanc_id, "result": "queued",
+                "reason": "the worker is busy; the study will be pushed shortly"}
+
+    # ---- the worker thread ----
+
+    def run(self):
+        """The thread's body: never dies on an unexpected error."""
+        self._log("info", "GNU Health: sync worker started")
+        while not self._stopping.is_set():
+            self._wake.clear()
+            self._urgent.clear()
+            try:
+                more = self.run_once()
+            except Exception as error:
+                self._failures += 1
+                delay = back_off_delay(self._settings, self._failures)
+                self._next_attempt = self._clock() + delay
+                self.status.update(last_error=f"{error!r}", next_attempt_in=delay)
+                self._log("error", f"GNU Health: unexpected error in the sync worker, "
+                                   f"retrying in {delay:g} s: {error!r}\n"
+                                   f"{traceback.format_exc()}")
+                more = False
+            if not more and not self._stopping.is_set():
+                self._wait()
+        self._answer_pending_requests()
+        self._log("info", "GNU Health: sync worker stopped")
+
+    def _wait(self):
+        now = self._clock()
+        if now < self._next_attempt:
+            # Backing off: Orthanc's changes must not cut the pause short,
+            # only a user's request (or stop) does.
+            self._urgent.wait(min(self._next_attempt - now, self._settings.poll_interval))
+        else:
+            self._wake.wait(self._settings.poll_interval)
+
+    def run_once(self):
+        """One step; True when more work is waiting (call again at once)."""
+        if self._cursor is None:
+            self._viewers = viewers.installed_viewers(self._orthanc.get("/plugins"))
+            self._cursor = self._orthanc.get_cursor()
+            self.status.update(cursor=self._cursor)
+        self._serve_requests()
+        now = self._clock()
+        if now < self._next_attempt:
+            # Keep "pending" true while GNU Health is away: that is when
+            # people look at it.
+            self.status.update(next_attempt_in=round(self._next_attempt - now, 3),
+                               last_change=self._orthanc.get("/changes?last")["Last"])
+            return False
+        try:
+            more = self._push_changes()
+            self._retry_failed()
+            more = self._resync_step() or more
+        except GnuHealthUnavailable as error:
+            self._back_off(error)
+            return False
+        self._failures = 0
+        self.status.update(next_attempt_in=None)
+        return more
+
+    def _back_off(self, error):
+        self._failures += 1
+        delay = back_off_delay(self._settings, self._failures)
+        self._next_attempt = self._clock() + delay
+        self.status.update(gnuhealth_reachable=False, last_error=str(error),
+                           next_attempt_in=delay)
+        self._log("warning", f"GNU Health: {error}; nothing is lost, retrying in {delay:g} s")
+
+    # ---- /changes ----
+
+    def _push_changes(self):
+        page = self._read_changes()
+        work = changes.interpret(page.get("Changes", []), self._parent_study)
+        with self._lock:
+            noted, self._deleted = self._deleted, []
+        deleted = noted + [d for d in work.deleted if d not in noted]
+        try:
+            self._push_studies(work.dirty_studies, deleted)
+        except GnuHealthUnavailable:
+            with self._lock:
+                self._deleted = noted + self._deleted
+            raise
+        self._set_cursor(page["Last"])
+        return not page.get("Done", True)
+
+    def _read_changes(self):
+        page = self._changes_page()
+        if page["Last"] < self._cursor:
+            # Orthanc's database was replaced or restored: its sequence
+            # numbers restarted below our cursor. Re-scan everything; the
+            # pushes are idempotent so nothing is duplicated.
+            self._log("warning", f"GNU Health: Orthanc's change log restarted (cursor "
+                                 f"{self._cursor} > last change {page['Last']}); "
+                                 f"re-scanning it from the start")
+            self._set_cursor(0)
+            page = self._changes_page()
+        last = page["Last"]
+        if not page.get("Done", True):
+            last = self._orthanc.get("/changes?last")["Last"]
+        self.status.update(last_change=last)
+        return page
+
+    def _changes_page(self):
+        page = self._orthanc.get(
+            f"/changes?since={self._cursor}&limit={self._settings.batch_size}")
+        if page is None:
+            raise RuntimeError("Orthanc answered 404 to /changes")
+        return page
+
+    def _set_cursor(self, cursor):
+        if cursor != self._cursor:
+            self._orthanc.set_cursor(cursor)
+            self._cursor = cursor
+        self.status.update(cursor=cursor)
+
+    def _parent_study(self, series_id):
+        series = self._orthanc.get(f"/series/{series_id}")
+        return series.get("ParentStudy") if series else None
+
+    # ---- pushing ----
+
+    def _fetch_study(self, orthanc_id):
+        """The study record, or None when the study left Orthanc meanwhile."""
+        study = self._orthanc.get(f"/studies/{orthanc_id}")
+        if study is None:
+            return None
+        series = self._orthanc.get(f"/studies/{orthanc_id}/series")
+        instances = self._orthanc.get(f"/studies/{orthanc_id}/instances")
+        if series is None or instances is None:
+            return None
+        return mapping.map_study(study, series, instances)
+
+    def _push_studies(self, orthanc_ids, deleted):
+        """Fetch and push studies StudiesPerPush at a time (bounded memory);
+        deletions ride with the first push."""
+        size = self._settings.studies_per_push
+        for start in range(0, len(orthanc_ids), size):
+            records = [r for r in map(self._fetch_study, orthanc_ids[start:start + size]) if r]
+            present = {r["orthanc_id"] for r in records}
+            # A study deleted then received again exists: do not mark it deleted.
+            deleted = [d for d in deleted
+                       if not (d["level"] == "study" and d["orthanc_id"] in present)]
+            if records or deleted:
+                self._push_isolating(records, deleted)
+            deleted = []
+        if deleted:
+            self._push_isolating([], deleted)
+
+    def _push_isolating(self, records, deleted):
+        """Push a chunk; if GNU Health rejects it, push its studies one by
+        one so a single bad study cannot hold back the others."""
+        try:
+            self._push(records, deleted)
+        except StudyRejected as error:
+            if len(records) == 1 and not deleted:
+                self._record_failure(records[0], str(error))
+                return
+            self._log("warning", f"GNU Health rejected a batch of {len(records)} studies "
+                                 f"({error}); pushing them one by one")
+            for record in records:
+                self._push_isolating([record], [])
+            if deleted:
+                self._push_deletions_alone(deleted)
+        else:
+            for record in records:
+                self._succeeded(record)
+
+    def _push_deletions_alone(self, deleted):
+        try:
+            self._push([], deleted)
+        except StudyRejected as error:
+            self._log("error", f"GNU Health refused to mark {len(deleted)} deleted "
+                               f"resource(s) as gone from the PACS; they stay as they "
+                               f"are in GNU Health: {error}")
+
+    def _push(self, records, deleted):
+        batch = {"server": self._server(), "studies": records, "deleted": deleted}
+        try:
+            self._gnuhealth.push(batch)
+        except StudyRejected:
+            self.status.update(gnuhealth_reachable=True)  # it answered
+            raise
+        self.status.update(gnuhealth_reachable=True, last_push={
+            "at": _iso(self._clock()), "studies": len(records), "deleted": len(deleted)})
+
+    def _server(self):
+        settings = self._settings
+        return {
+            "label": settings.server_label,
+            "public_url": settings.public_url.rstrip("/"),
+            "viewers": self._viewers or [],
+            "templates": dict(settings.viewer_templates),
+        }
+
+    # ---- failed studies ----
+
+    def _succeeded(self, record):
+        if self._failed.pop(record["orthanc_id"], None):
+            self._log("info", f"GNU Health accepted study {record['study_uid']} "
+                              f"after earlier failures")
+            self._publish_failed()
+
+    def _record_failure(self, record, reason):
+        now = self._clock()
+        failed = self._failed.get(record["orthanc_id"])
+        if failed is None:
+            failed = FailedStudy(record["orthanc_id"], record["study_uid"], reason,
+                                 first_attempt=now, last_attempt=now, retries=0,
+                                 next_retry=now)
+            self._failed[record["orthanc_id"]] = failed
+        else:
+            failed.retries += 1
+            failed.reason, failed.last_attempt = reason, now
+        failed.next_retry = now + back_off_delay(self._settings, failed.retries + 1)
+        self._publish_failed()
+        self._log("error", f"GNU Health rejected study {record['study_uid']} (Orthanc "
+                           f"{record['orthanc_id']}): {reason}; kept in the failed list, "
+                           f"retried at {_iso(failed.next_retry)} or with POST "
+                           f"/gnuhealth/studies/{record['orthanc_id']}/sync")
+
+    def _publish_failed(self):
+        self.status.set_failed([f.to_json() for f in self._failed.values()])
+
+    def _retry_failed(self):
+        now = self._clock()
+        for orthanc_id in [i for i, f in self._failed.items() if f.next_retry <= now]:
+            record = self._fetch_study(orthanc_id)
+            if record is None:
+                self._failed.pop(orthanc_id, None)
+                self._publish_failed()
+                continue
+            self._push_isolating([record], [])
+
+    # ---- on demand ----
+
+    def _serve_requests(self):
+        while True:
+            try:
+                request = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            request.result = self.sync_study(request.orthanc_id)
+            request.done.set()
+
+    def _answer_pending_requests(self):
+        while True:
+            try:
+                request = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            request.result = {"orthanc_id": request.orthanc_id, "result": "stopped",
+                              "reason": "Orthanc is stopping"}
+            request.done.set()
+
+    def sync_study(self, orthanc_id):
+        """Push one study now, whatever the back-off; returns what happened."""
+        record = self._fetch_study(orthanc_id)
+        if record is None:
+            return {"orthanc_id": orthanc_id, "result": "not-found"}
+        answer = {"orthanc_id": orthanc_id, "study_uid": record["study_uid"]}
+        try:
+            self._push([record], [])
+        except StudyRejected as error:
+            self._record_failure(record, str(error))
+            return {**answer, "result": "rejected", "reason": str(error)}
+        except GnuHealthUnavailable as error:
+            self.status.update(gnuhealth_reachable=False, last_error=str(error))
+            return {**answer, "result": "unavailable", "reason": str(error)}
+        self._succeeded(record)
+        return {**answer, "result": "pushed"}
+
+    # ---- whole-archive resync ----
+
+    def _resync_step(self):
+        """Push one page of the archive; True while the resync goes on."""
+        with self._lock:
+            state = dict(self._resync) if self._resync else None
+        if state is None:
+            return False
+        limit = self._settings.studies_per_push
+        ids = self._orthanc.get(f"/studies?since={state['since']}&limit={limit}") or []
+        self._push_studies(ids, [])
+        done = state["done"] + len(ids)
+        total = max(state["total"], done)
+        running = len(ids) == limit
+        with self._lock:
+            self._resync = ({"since": state["since"] + len(ids), "done": done, "total": total}
+                            if running else None)
+        self.status.update(resync={"running": running, "done": done, "total": total})
+        if not running:
+            self._log("info", f"GNU Health: re-push of the archive finished ({done} studies)")
+        return running

@@ -1,0 +1,56 @@
+"""Viewer links for one study, from the configured URL templates."""
+from . import mapping
+
+
+def viewer_urls(templates, public_url, study_uid, study_id, first_series_id=None):
+    """Return {viewer name: URL} for a study.
+
+    A template that needs a series (the Orthanc Web Viewer opens one series)
+    is left out when the study has no series yet.
+    """
+    fields = {
+        "base": public_url.rstrip("/"),
+        "study_uid": study_uid or "",
+        "study_id": study_id,
+        "series_id": first_series_id,
+    }
+    urls = {}
+    for name, template in templates.items():
+        if "{series_id}" in template and not first_series_id:
+            continue
+        urls[name] = template.format(**fields)
+    return urls
+
+
+# Orthanc plugin name (GET /plugins) -> viewer name in ViewerTemplates.
+_VIEWER_PLUGINS = {
+    "web-viewer": "webviewer",
+    "stone-webviewer": "stone",
+    "ohif": "ohif",
+}
+
+
+def installed_viewers(plugin_names):
+    """Viewers this Orthanc serves: Orthanc Explorer (core) plus plugins."""
+    found = {"explorer"}
+    found.update(_VIEWER_PLUGINS[name] for name in plugin_names or [] if name in _VIEWER_PLUGINS)
+    return sorted(found)
+
+
+def study_viewers(orthanc_get, templates, public_url, study_id):
+    """{viewer: URL} for an Orthanc study id, or None if Orthanc does not
+    know the study. The series-level viewer opens the lowest-numbered series."""
+    study = orthanc_get(f"/studies/{study_id}")
+    if study is None:
+        return None
+    series = orthanc_get(f"/studies/{study_id}/series") or []
+    first = min(series, key=_series_order, default=None)
+    return viewer_urls(templates, public_url,
+                       mapping.uid((study.get("MainDicomTags") or {}).get("StudyInstanceUID")),
+                       study_id, first and first.get("ID"))
+
+
+def _series_order(series):
+    tags = series.get("MainDicomTags") or {}
+    number = mapping.integer(tags.get("SeriesNumber"))
+    return (number is None, number or 0, mapping.uid(tags.get("SeriesInstanceUID")) or "")

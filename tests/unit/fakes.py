@@ -1,0 +1,219 @@
+"""In-memory stand-ins for Orthanc's REST API and for GNU Health.
+
+The JSON shapes are those of Orthanc 1.10.1, checked against the real
+server (storescu of pydicom's CT_small.dcm, then GET /changes,
+/studies/{id}, /studies/{id}/series, /studies/{id}/instances).
+"""
+import hashlib
+import re
+from urllib.parse import parse_qs, urlparse
+
+from orthanc_gnuhealth_plugin.config import Settings
+from orthanc_gnuhealth_plugin.errors import GnuHealthUnavailable, StudyRejected
+
+DATE = "20261128T152119"
+
+
+def orthanc_id(*parts):
+    """Orthanc's public ids: a SHA-1 written as five groups of 8 hex digits."""
+    digest = hashlib.sha1("|".join(parts).encode()).hexdigest()
+    return "-".join(digest[i:i + 8] for i in range(0, 40, 8))
+
+
+def settings(**overrides):
+    values = dict(tryton_password="secret", batch_size=100, studies_per_push=20,
+                  retry_min_delay=1.0, retry_max_delay=60.0, poll_interval=0.05)
+    values.update(overrides)
+    return Settings(**values)
+
+
+class FakeClock:
+    def __init__(self, now=1_800_000_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+class FakeOrthanc:
+    """The sync worker's `orthanc` adapter over an in-memory archive."""
+
+    def __init__(self, plugins=("explorer.js", "python", "web-viewer")):
+        self.patients = {}
+        self.studies = {}
+        self.series = {}
+        self.instances = {}
+        self.changes = []
+        self.last_seq = 0
+        self.cursor_property = ""
+        self.cursor_writes = []
+        self.plugins = list(plugins)
+        self.requests = []
+
+    # ---- building the archive, like C-STORE would ----
+
+    def store(self, study_uid, series_uid, sop_uid, patient_id="P1", modality="CT",
+              study_tags=None, series_tags=None, instance_tags=None, patient_tags=None):
+        """Store one instance; returns its study's Orthanc id."""
+        patient = orthanc_id(patient_id)
+        study = orthanc_id(patient_id, study_uid)
+        series = orthanc_id(patient_id, study_uid, series_uid)
+        instance = orthanc_id(patient_id, study_uid, series_uid, sop_uid)
+        new = []
+        if instance not in self.instances:
+            new.append(("NewInstance", "Instance", instance, "instances"))
+        if series not in self.series:
+            new.append(("NewSeries", "Series", series, "series"))
+            self.series[series] = {
+                "ExpectedNumberOfInstances": None, "ID": series, "Instances": [],
+                "IsStable": False, "LastUpdate": DATE,
+                "MainDicomTags": {"Modality": modality, "SeriesInstanceUID": series_uid,
+                                  "SeriesNumber": "1", **(series_tags or {})},
+                "ParentStudy": study, "Status": "Unknown", "Type": "Series"}
+        if study not in self.studies:
+            new.append(("NewStudy", "Study", study, "studies"))
+            self.studies[study] = {
+                "ID": study, "IsStable": False, "LastUpdate": DATE,
+                "MainDicomTags": {"AccessionNumber": "", "StudyDate": "20040119",
+                                  "StudyDescription": "e+1", "StudyID": "1CT1",
+                                  "StudyInstanceUID": study_uid, "StudyTime": "072730",
+                                  **(study_tags or {})},
+                "ParentPatient": patient,
+                "PatientMainDicomTags": {"PatientBirthDate": "", "PatientID": patient_id,
+                                         "PatientName": "Doe^John", "PatientSex": "O",
+                                         **(patient_tags or {})},
+                "Series": [], "Type": "Study"}
+        if patient not in self.patients:
+            new.append(("NewPatient", "Patient", patient, "patients"))
+            self.patients[patient] = {"ID": patient, "Studies": []}
+        if instance not in self.instances:
+            self.instances[instance] = {
+                "FileSize": 39068, "FileUuid": "65eb387a-1d29-4a14-882f-38f437056511",
+                "ID": instance, "IndexInSeries": len(self.series[series]["Instances"]) + 1,
+                "MainDicomTags": {"InstanceNumber": str(len(self.series[series]["Instances"]) + 1),
+                                  "SOPInstanceUID": sop_uid, **(instance_tags or {})},
+                "ParentSeries": series, "Type": "Instance"}
+            self.series[series]["Instances"].append(instance)
+            self.series[series]["IsStable"] = False
+            self.studies[study]["IsStable"] = False
+        if series not in self.studies[study]["Series"]:
+            self.studies[study]["Series"].append(series)
+        if study not in self.patients[patient]["Studies"]:
+            self.patients[patient]["Studies"].append(study)
+        for change, level, resource_id, path in new:
+            self._log(change, level, resource_id, path)
+        return study
+
+    def stabilize(self):
+        """What Orthanc does StableAge seconds after the last instance."""
+        for series in self.series.values():
+            if not series["IsStable"]:
+                series["IsStable"] = True
+                self._log("StableSeries", "Series", series["ID"], "series")
+        for study in self.studies.values():
+            if not study["IsStable"]:
+                study["IsStable"] = True
+                self._log("StableStudy", "Study", study["ID"], "studies")
+
+    def delete_study(self, study_id):
+        """Delete like Orthanc with SQLite: the resources' rows in the change
+        log go too (ON DELETE CASCADE). Returns the deleted (level, id)
+        pairs, as the OnChange callback would see them."""
+        study = self.studies.pop(study_id)
+        gone = [("Study", study_id)]
+        for series_id in study["Series"]:
+            series = self.series.pop(series_id)
+            gone.append(("Series", series_id))
+            for instance_id in series["Instances"]:
+                del self.instances[instance_id]
+                gone.append(("Instance", instance_id))
+        ids = {resource_id for _, resource_id in gone}
+        self.changes = [c for c in self.changes if c["ID"] not in ids]
+        return gone
+
+    def replace_database(self):
+        """A new, empty Orthanc database (restored backup, new index)."""
+        self.__init__(self.plugins)
+
+    def _log(self, change, level, resource_id, path):
+        self.last_seq += 1
+        self.changes.append({"ChangeType": change, "Date": DATE, "ID": resource_id,
+                             "Path": f"/{path}/{resource_id}", "ResourceType": level,
+                             "Seq": self.last_seq})
+
+    # ---- the adapter interface ----
+
+    def get_cursor(self):
+        return int(self.cursor_property) if self.cursor_property else 0
+
+    def set_cursor(self, cursor):
+        self.cursor_writes.append(cursor)
+        self.cursor_property = str(cursor)
+
+    def get(self, path):
+        self.requests.append(path)
+        url = urlparse(path)
+        query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        if url.path == "/changes":
+            return self._changes(query)
+        if url.path == "/statistics":
+            return {"CountStudies": len(self.studies), "CountSeries": len(self.series),
+                    "CountInstances": len(self.instances)}
+        if url.path == "/plugins":
+            return list(self.plugins)
+        if url.path == "/studies":
+            ids = sorted(self.studies)
+            since, limit = int(query.get("since", 0)), int(query.get("limit", 0))
+            return ids[since:since + limit] if limit else ids
+        match = re.fullmatch(r"/(studies|series)/([^/]+)(?:/(series|instances))?", url.path)
+        if not match:
+            raise AssertionError(f"the fake Orthanc does not serve {path}")
+        level, resource_id, children = match.groups()
+        if level == "series":
+            return self.series.get(resource_id)
+        study = self.studies.get(resource_id)
+        if study is None:
+            return None
+        if children is None:
+            return study
+        series = [self.series[i] for i in study["Series"]]
+        if children == "series":
+            return series
+        return [self.instances[i] for s in series for i in s["Instances"]]
+
+    def _changes(self, query):
+        if "last" in query:
+            return {"Changes": self.changes[-1:], "Done": True, "Last": self.last_seq}
+        since, limit = int(query.get("since", 0)), int(query.get("limit", 100))
+        after = [c for c in self.changes if c["Seq"] > since]
+        page = after[:limit]
+        last = page[-1]["Seq"] if page else self.last_seq
+        return {"Changes": page, "Done": len(after) <= limit, "Last": last}
+
+
+class FakeGnuHealth:
+    """Records the batches; can be unreachable or refuse given study UIDs."""
+
+    def __init__(self):
+        self.batches = []
+        self.unreachable = False
+        self.rejected_uids = set()
+        self.calls = 0
+
+    def push(self, batch):
+        self.calls += 1
+        if self.unreachable:
+            raise GnuHealthUnavailable("GNU Health at http://localhost:8000/ is unreachable")
+        bad = [s["study_uid"] for s in batch["studies"] if s["study_uid"] in self.rejected_uids]
+        if bad:
+            raise StudyRejected(f"UserError: study {bad[0]} has no valid patient")
+        self.batches.append(batch)
+
+    def pushed_uids(self):
+        return [s["study_uid"] for b in self.batches for s in b["studies"]]
+
+    def deleted(self):
+        return [d for b in self.batches for d in b["deleted"]]

@@ -1,0 +1,177 @@
+"""The proteus client against a small XML-RPC server that answers like
+trytond 7.0 (session login, 401 on a bad session, Faults for errors)."""
+import base64
+import socket
+import threading
+import xmlrpc.client
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from orthanc_gnuhealth_plugin.gnuhealth_client import (
+    GnuHealthClient, GnuHealthUnavailable, StudyRejected, classify)
+
+from fakes import settings
+
+
+class FakeTrytond:
+    def __init__(self):
+        self.sessions = set()
+        self.logins = 0
+        self.batches = []
+        self.paths = []
+        self.fault = None
+        self.hang = False
+        self.password = "secret"
+        self.release = threading.Event()
+        test = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                data = self.rfile.read(int(self.headers["Content-Length"]))
+                params, method = xmlrpc.client.loads(data, use_builtin_types=True)
+                test.paths.append(self.path)
+                if method == "common.db.login" and params[1].get("password") != test.password:
+                    return self._send(401, b"")  # trytond's answer to a wrong password
+                if method != "common.db.login" and not test.session_ok(self.headers):
+                    # What trytond answers to an unknown or expired session.
+                    return self._send(401, b"")
+                try:
+                    body = xmlrpc.client.dumps((test.dispatch(method, params),),
+                                               methodresponse=True, allow_none=True)
+                except xmlrpc.client.Fault as fault:
+                    body = xmlrpc.client.dumps(fault, allow_none=True)
+                self._send(200, body.encode())
+
+            def _send(self, code, body):
+                self.send_response(code)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01},
+                         daemon=True).start()
+
+    def session_ok(self, headers):
+        auth = headers.get("Authorization", "")
+        return auth.startswith("Session ") and base64.b64decode(
+            auth.split()[1]).decode() in self.sessions
+
+    def dispatch(self, method, params):
+        if method == "common.db.login":
+            username, parameters = params
+            self.logins += 1
+            self.sessions.add(f"{username}:1:session{self.logins}")
+            return [1, f"session{self.logins}"]
+        if method == "model.res.user.get_preferences":
+            return {"language": "en", "company": 1}
+        if method == "model.gnuhealth.radiology.study.push_from_pacs":
+            if self.hang:
+                self.release.wait(5)
+            if self.fault:
+                raise self.fault
+            batch, context = params
+            assert context == {"language": "en", "company": 1}
+            self.batches.append(batch)
+            return {"studies": len(batch["studies"])}
+        raise xmlrpc.client.Fault(255, f"unknown method {method}")
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def trytond():
+    server = FakeTrytond()
+    yield server
+    server.close()
+
+
+def test_pushes_with_one_login_and_the_session_header(trytond):
+    client = GnuHealthClient(settings(tryton_url=trytond.url, tryton_database="health"))
+    batch = {"server": {"label": "orthanc"}, "studies": [{"study_uid": "1.2"}], "deleted": []}
+    assert client.push(batch) == {"studies": 1}
+    client.push(batch)
+    assert trytond.logins == 1
+    assert trytond.batches == [batch, batch]
+    assert set(trytond.paths) == {"/health/"}
+
+
+def test_each_thread_has_its_own_session(trytond):
+    client = GnuHealthClient(settings(tryton_url=trytond.url))
+    client.push({"studies": [], "deleted": []})
+    thread = threading.Thread(target=client.push, args=({"studies": [], "deleted": []},))
+    thread.start()
+    thread.join(5)
+    assert trytond.logins == 2
+
+
+def test_expired_session_logs_in_again_once(trytond):
+    client = GnuHealthClient(settings(tryton_url=trytond.url))
+    client.push({"studies": [], "deleted": []})
+    trytond.sessions.clear()  # trytond restarted / session timed out
+    client.push({"studies": [], "deleted": []})
+    assert trytond.logins == 2
+    assert len(trytond.batches) == 2
+
+
+def test_wrong_password_is_unavailable_and_names_the_keys(trytond):
+    trytond.password = "other"
+    client = GnuHealthClient(settings(tryton_url=trytond.url))
+    with pytest.raises(GnuHealthUnavailable) as caught:
+        client.push({"studies": [], "deleted": []})
+    assert "GnuHealth.TrytonPassword" in str(caught.value)
+
+
+def test_user_error_is_a_rejection_with_the_server_message(trytond):
+    trytond.fault = xmlrpc.client.Fault(1, "Study 1.2 has no patient")
+    client = GnuHealthClient(settings(tryton_url=trytond.url))
+    with pytest.raises(StudyRejected, match="Study 1.2 has no patient"):
+        client.push({"studies": [], "deleted": []})
+
+
+def test_concurrency_fault_is_transient(trytond):
+    trytond.fault = xmlrpc.client.Fault(4, "try again")
+    client = GnuHealthClient(settings(tryton_url=trytond.url))
+    with pytest.raises(GnuHealthUnavailable):
+        client.push({"studies": [], "deleted": []})
+
+
+def test_unreachable_server():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = GnuHealthClient(settings(tryton_url=f"http://127.0.0.1:{port}/"))
+    with pytest.raises(GnuHealthUnavailable, match="unreachable|refused"):
+        client.push({"studies": [], "deleted": []})
+
+
+def test_hung_server_times_out(trytond):
+    client = GnuHealthClient(settings(tryton_url=trytond.url, rpc_timeout=0.05))
+    client.push({"studies": [], "deleted": []})  # log in first
+    trytond.hang = True
+    with pytest.raises(GnuHealthUnavailable, match="unreachable"):
+        client.push({"studies": [], "deleted": []})
+
+
+def test_classify():
+    s = settings()
+    assert isinstance(classify(xmlrpc.client.ProtocolError("u", 503, "busy", {}), s),
+                      GnuHealthUnavailable)
+    assert "GnuHealth.TrytonDatabase" in str(
+        classify(xmlrpc.client.ProtocolError("u", 404, "nf", {}), s))
+    assert isinstance(classify(xmlrpc.client.Fault(255, "bug"), s), StudyRejected)
+    assert classify(KeyError("x"), s) is None
+    # What trytond 7.0 answers when health_radiology is not activated.
+    missing = classify(xmlrpc.client.Fault(255, "'gnuhealth.radiology.study'"), s)
+    assert isinstance(missing, GnuHealthUnavailable)
+    assert "activate the module health_radiology" in str(missing)

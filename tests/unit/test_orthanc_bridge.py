@@ -1,0 +1,129 @@
+import importlib
+import sys
+import threading
+
+import pytest
+
+import fake_orthanc_module
+from fakes import FakeGnuHealth, FakeOrthanc
+
+CONFIG = {"Name": "test", "GnuHealth": {
+    "TrytonPassword": "pw", "PublicUrl": "https://pacs.example/", "PollInterval": 30,
+    "RetryMinDelay": 0.1, "RetryMaxDelay": 0.2, "RpcTimeout": 2}}
+
+
+@pytest.fixture
+def archive():
+    return FakeOrthanc()
+
+
+@pytest.fixture
+def gnuhealth():
+    return FakeGnuHealth()
+
+
+@pytest.fixture
+def load(monkeypatch, archive, gnuhealth):
+    """Import the bridge against a fake `orthanc` module and register it."""
+    def load(configuration=CONFIG):
+        module = fake_orthanc_module.make(configuration, archive)
+        monkeypatch.setitem(sys.modules, "orthanc", module)
+        monkeypatch.delitem(sys.modules, "orthanc_gnuhealth_plugin.orthanc_bridge",
+                            raising=False)
+        bridge = importlib.import_module("orthanc_gnuhealth_plugin.orthanc_bridge")
+        monkeypatch.setattr(bridge, "GnuHealthClient", lambda settings, log: gnuhealth)
+        return module, bridge.register()
+    return load
+
+
+def wait_for(condition):
+    for _ in range(300):
+        if condition():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("timed out")
+
+
+def test_config_error_is_one_log_line_and_nothing_is_registered(load):
+    orthanc, plugin = load({"GnuHealth": {"PublicUrl": "x"}})
+    assert plugin is None
+    assert orthanc.logs == [("error", "GNU Health plugin disabled: GnuHealth.PublicUrl must be "
+                                      "an http:// or https:// URL such as "
+                                      "\"http://localhost:8042\", not 'x'")]
+    assert orthanc.on_change is None and orthanc.routes == {}
+
+
+def test_missing_password(load):
+    orthanc, plugin = load({})
+    [(level, line)] = orthanc.logs
+    assert level == "error" and "GnuHealth.TrytonPassword is missing" in line
+
+
+def test_disabled(load):
+    orthanc, plugin = load({"GnuHealth": {"Enabled": False}})
+    assert plugin is None and orthanc.routes == {}
+
+
+def test_nothing_touches_the_database_before_orthanc_started(load, archive):
+    orthanc, plugin = load()
+    assert archive.requests == [] and orthanc.properties == {}
+    assert plugin.worker is None
+    # Changes before the start (there are none in practice) are ignored.
+    orthanc.on_change(orthanc.ChangeType.NEW_INSTANCE, orthanc.ResourceType.INSTANCE, "x")
+
+
+def test_lifecycle_changes_and_routes(load, archive, gnuhealth):
+    orthanc, plugin = load()
+    ct, rt = orthanc.ChangeType, orthanc.ResourceType
+    orthanc.on_change(ct.ORTHANC_STARTED, rt.NONE, "")
+    try:
+        wait_for(lambda: plugin.worker.status.get("cursor") == 0)
+        study = archive.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
+        orthanc.on_change(ct.NEW_INSTANCE, rt.INSTANCE, "i")  # wakes the 30 s poll
+        wait_for(lambda: gnuhealth.pushed_uids() == ["1.2.3"])
+        wait_for(lambda: orthanc.properties.get(9721) == str(archive.last_seq))
+        assert gnuhealth.batches[0]["server"]["public_url"] == "https://pacs.example"
+
+        status = orthanc.call("/gnuhealth/status").json()
+        assert status["cursor"] == 4 and status["pending"] == 0
+        assert status["gnuhealth_reachable"] is True
+        assert orthanc.call("/gnuhealth/status", "POST").status == 405
+
+        viewers = orthanc.call(f"/gnuhealth/studies/{study}/viewers").json()
+        assert viewers["explorer"] == f"https://pacs.example/app/explorer.html#study?uuid={study}"
+        assert viewers["ohif"] == "https://pacs.example/ohif/viewer?StudyInstanceUIDs=1.2.3"
+        unknown = "00000000-00000000-00000000-00000000-00000000"
+        assert orthanc.call(f"/gnuhealth/studies/{unknown}/viewers").status == 404
+        assert orthanc.call(f"/gnuhealth/studies/{study}/viewers", "POST").status == 405
+
+        answer = orthanc.call(f"/gnuhealth/studies/{study}/sync", "POST").json()
+        assert answer["result"] == "pushed"
+        assert orthanc.call(f"/gnuhealth/studies/{unknown}/sync", "POST").status == 404
+        assert orthanc.call(f"/gnuhealth/studies/{study}/sync").status == 405
+
+        answer = orthanc.call("/gnuhealth/resync", "POST").json()
+        assert answer["started"] is True
+        wait_for(lambda: orthanc.call("/gnuhealth/status").json()["resync"]["running"] is False)
+        assert orthanc.call("/gnuhealth/status").json()["resync"]["done"] == 1
+        assert orthanc.call("/gnuhealth/resync").status == 405
+
+        orthanc.on_change(ct.DELETED, rt.PATIENT, "p")
+        orthanc.on_change(ct.DELETED, rt.STUDY, study)
+        wait_for(lambda: gnuhealth.deleted() == [{"level": "study", "orthanc_id": study}])
+    finally:
+        orthanc.on_change(ct.ORTHANC_STOPPED, rt.NONE, "")
+    assert not plugin.thread.is_alive()
+
+
+def test_routes_before_start(load):
+    orthanc, plugin = load()
+    assert orthanc.call("/gnuhealth/status").json() == {"running": False}
+    assert orthanc.call("/gnuhealth/resync", "POST").status == 503
+
+
+def test_only_the_bridge_imports_orthanc():
+    import pathlib
+    package = pathlib.Path(__file__).resolve().parents[2] / "orthanc_gnuhealth_plugin"
+    importers = sorted(p.name for p in package.rglob("*.py")
+                       if "import orthanc\n" in p.read_text())
+    assert importers == ["orthanc_bridge.py"]

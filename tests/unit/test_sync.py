@@ -1,0 +1,396 @@
+import threading
+
+import pytest
+
+from orthanc_gnuhealth_plugin.sync import SyncWorker, back_off_delay
+
+from fakes import FakeClock, FakeGnuHealth, FakeOrthanc, settings
+
+
+class Log:
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, level, line):
+        self.lines.append((level, line))
+
+    def at(self, level):
+        return [line for lvl, line in self.lines if lvl == level]
+
+
+@pytest.fixture
+def orthanc():
+    return FakeOrthanc()
+
+
+@pytest.fixture
+def gnuhealth():
+    return FakeGnuHealth()
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def log():
+    return Log()
+
+
+def make_worker(orthanc, gnuhealth, clock, log, **overrides):
+    return SyncWorker(settings(**overrides), orthanc, gnuhealth, log, clock=clock)
+
+
+def run_until_idle(worker, limit=100):
+    for _ in range(limit):
+        if not worker.run_once():
+            return
+    raise AssertionError("the worker never became idle")
+
+
+def store_studies(orthanc, count, instances=1):
+    ids = []
+    for n in range(count):
+        for i in range(instances):
+            ids.append(orthanc.store(f"1.2.3.{n}", f"1.2.3.{n}.1", f"1.2.3.{n}.1.{i}",
+                                     patient_id=f"P{n}"))
+    return sorted(set(ids), key=ids.index)
+
+
+def test_new_study_is_pushed_and_cursor_advances(orthanc, gnuhealth, clock, log):
+    study_id = orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    assert gnuhealth.pushed_uids() == ["1.2.3"]
+    batch = gnuhealth.batches[0]
+    assert batch["server"] == {
+        "label": "orthanc", "public_url": "http://localhost:8042",
+        "viewers": ["explorer", "webviewer"],
+        "templates": dict(settings().viewer_templates)}
+    study = batch["studies"][0]
+    assert study["orthanc_id"] == study_id
+    assert study["complete"] is False
+    assert [s["series_uid"] for s in study["series"]] == ["1.2.3.1"]
+    assert orthanc.cursor_property == str(orthanc.last_seq)
+    status = worker.status.to_json()
+    assert (status["cursor"], status["last_change"], status["pending"]) == (4, 4, 0)
+    assert status["gnuhealth_reachable"] is True
+    assert status["last_push"]["studies"] == 1
+
+
+def test_stable_study_is_pushed_again_as_complete(orthanc, gnuhealth, clock, log):
+    orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    orthanc.stabilize()
+    run_until_idle(worker)
+    assert [s["complete"] for b in gnuhealth.batches for s in b["studies"]] == [False, True]
+
+
+def test_cursor_is_read_from_orthanc_and_old_changes_are_not_replayed(
+        orthanc, gnuhealth, clock, log):
+    orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
+    orthanc.set_cursor(orthanc.last_seq)
+    orthanc.store("1.2.4", "1.2.4.1", "1.2.4.1.1")
+    run_until_idle(make_worker(orthanc, gnuhealth, clock, log))
+    assert gnuhealth.pushed_uids() == ["1.2.4"]
+
+
+def test_pages_and_chunks(orthanc, gnuhealth, clock, log):
+    store_studies(orthanc, 7)  # 4 changes per study: 28 changes
+    worker = make_worker(orthanc, gnuhealth, clock, log, batch_size=10, studies_per_push=2)
+    run_until_idle(worker)
+    # A study whose changes straddle two pages is pushed twice (idempotent).
+    assert sorted(set(gnuhealth.pushed_uids())) == [f"1.2.3.{n}" for n in range(7)]
+    # One RPC call per chunk, never more than StudiesPerPush studies in one.
+    assert max(len(b["studies"]) for b in gnuhealth.batches) == 2
+    # The cursor moved page by page, each time only after the pushes.
+    assert orthanc.cursor_writes == [10, 20, 28]
+
+
+def test_cursor_is_not_advanced_when_gnuhealth_is_unreachable(orthanc, gnuhealth, clock, log):
+    orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
+    gnuhealth.unreachable = True
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    assert worker.run_once() is False
+    assert orthanc.cursor_writes == []
+    status = worker.status.to_json()
+    assert status["gnuhealth_reachable"] is False
+    assert "unreachable" in status["last_error"]
+    assert status["pending"] == 4
+    orthanc.store("1.2.4", "1.2.4.1", "1.2.4.1.1")
+    worker.run_once()  # still backing off
+    assert worker.status.to_json()["pending"] == 7  # same patient: no NewPatient
+    assert gnuhealth.calls == 1
+
+
+def test_unreachable_backs_off_exponentially_then_delivers_everything(
+        orthanc, gnuhealth, clock, log):
+    orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
+    gnuhealth.unreachable = True
+    worker = make_worker(orthanc, gnuhealth, clock, log, retry_min_delay=1, retry_max_delay=4)
+    attempts = []
+    for _ in range(100):  # 25 simulated seconds in 0.25 s steps
+        calls = gnuhealth.calls
+        worker.run_once()
+        if gnuhealth.calls > calls:
+            attempts.append(clock.now)
+        clock.advance(0.25)
+    gaps = [round(b - a, 2) for a, b in zip(attempts, attempts[1:])]
+    assert gaps[:3] == [1.0, 2.0, 4.0]
+    assert set(gaps[3:]) == {4.0}  # capped at RetryMaxDelay
+    gnuhealth.unreachable = False
+    clock.advance(4)
+    run_until_idle(worker)
+    assert gnuhealth.pushed_uids() == ["1.2.3"]
+    assert orthanc.cursor_property == str(orthanc.last_seq)
+    assert worker.status.to_json()["gnuhealth_reachable"] is True
+
+
+def test_back_off_delay():
+    s = settings(retry_min_delay=1, retry_max_delay=300)
+    assert [back_off_delay(s, n) for n in range(0, 11)] == [
+        0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300]
+    assert back_off_delay(s, 10_000) == 300
+
+
+def test_rejected_study_is_isolated_and_does_not_hold_back_the_cursor(
+        orthanc, gnuhealth, clock, log):
+    ids = store_studies(orthanc, 3)
+    gnuhealth.rejected_uids = {"1.2.3.1"}
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    assert sorted(gnuhealth.pushed_uids()) == ["1.2.3.0", "1.2.3.2"]
+    assert orthanc.cursor_property == str(orthanc.last_seq)
+    [failed] = worker.status.to_json()["failed"]
+    assert failed["study_uid"] == "1.2.3.1"
+    assert failed["orthanc_id"] == ids[1]
+    assert "no valid patient" in failed["reason"]
+    assert failed["retries"] == 0
+    assert any("1.2.3.1" in line for line in log.at("error"))
+
+
+def test_a_rejection_means_gnuhealth_is_reachable(orthanc, gnuhealth, clock, log):
+    store_studies(orthanc, 1)
+    gnuhealth.rejected_uids = {"1.2.3.0"}
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    assert worker.status.to_json()["gnuhealth_reachable"] is True
+    assert worker.status.to_json()["last_error"] is None
+
+
+def test_failed_study_is_retried_later_with_its_own_back_off(orthanc, gnuhealth, clock, log):
+    store_studies(orthanc, 2)
+    gnuhealth.rejected_uids = {"1.2.3.1"}
+    worker = make_worker(orthanc, gnuhealth, clock, log, retry_min_delay=10,
+                         retry_max_delay=1000)
+    run_until_idle(worker)
+    pushes = gnuhealth.calls
+    clock.advance(5)
+    run_until_idle(worker)
+    assert gnuhealth.calls == pushes  # not due yet
+    clock.advance(5)
+    run_until_idle(worker)
+    assert gnuhealth.calls == pushes + 1
+    assert worker.status.to_json()["failed"][0]["retries"] == 1
+    # The next retry waits twice as long.
+    clock.advance(10)
+    run_until_idle(worker)
+    assert gnuhealth.calls == pushes + 1
+    gnuhealth.rejected_uids = set()
+    clock.advance(10)
+    run_until_idle(worker)
+    assert gnuhealth.pushed_uids()[-1] == "1.2.3.1"
+    assert worker.status.to_json()["failed"] == []
+
+
+def test_failed_study_is_pushed_on_demand(orthanc, gnuhealth, clock, log):
+    ids = store_studies(orthanc, 2)
+    gnuhealth.rejected_uids = {"1.2.3.1"}
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    assert worker.sync_study(ids[1])["result"] == "rejected"
+    assert worker.status.to_json()["failed"][0]["retries"] == 1
+    gnuhealth.rejected_uids = set()
+    assert worker.sync_study(ids[1]) == {
+        "orthanc_id": ids[1], "study_uid": "1.2.3.1", "result": "pushed"}
+    assert worker.status.to_json()["failed"] == []
+
+
+def test_sync_of_unknown_study(orthanc, gnuhealth, clock, log):
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    assert worker.sync_study("nope")["result"] == "not-found"
+    assert gnuhealth.calls == 0
+
+
+def test_request_sync_is_served_by_the_worker_thread(orthanc, gnuhealth, clock, log):
+    [study_id] = store_studies(orthanc, 1)
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        result = worker.request_sync(study_id, timeout=5)
+    finally:
+        worker.stop()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert result["result"] == "pushed"
+
+
+def test_failed_study_deleted_from_orthanc_leaves_the_failed_list(
+        orthanc, gnuhealth, clock, log):
+    ids = store_studies(orthanc, 1)
+    gnuhealth.rejected_uids = {"1.2.3.0"}
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    assert len(worker.status.to_json()["failed"]) == 1
+    orthanc.delete_study(ids[0])
+    clock.advance(3600)
+    run_until_idle(worker)
+    assert worker.status.to_json()["failed"] == []
+
+
+def test_deletions_noted_by_the_callback_are_pushed(orthanc, gnuhealth, clock, log):
+    [study_id] = store_studies(orthanc, 1)
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    for level, resource_id in orthanc.delete_study(study_id):
+        worker.note_deleted(level, resource_id)
+    worker.note_deleted("Patient", "ignored")
+    run_until_idle(worker)
+    assert gnuhealth.batches[-1]["studies"] == []
+    assert [d["level"] for d in gnuhealth.deleted()] == ["study", "series", "instance"]
+    assert gnuhealth.deleted()[0]["orthanc_id"] == study_id
+
+
+def test_deletions_survive_an_outage(orthanc, gnuhealth, clock, log):
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    gnuhealth.unreachable = True
+    worker.note_deleted("Study", "abc")
+    worker.run_once()
+    gnuhealth.unreachable = False
+    clock.advance(60)
+    run_until_idle(worker)
+    assert gnuhealth.deleted() == [{"level": "study", "orthanc_id": "abc"}]
+
+
+def test_study_deleted_and_received_again_is_not_marked_deleted(
+        orthanc, gnuhealth, clock, log):
+    [study_id] = store_studies(orthanc, 1)
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    for level, resource_id in orthanc.delete_study(study_id):
+        worker.note_deleted(level, resource_id)
+    store_studies(orthanc, 1)
+    run_until_idle(worker)
+    last = gnuhealth.batches[-1]
+    assert [s["orthanc_id"] for s in last["studies"]] == [study_id]
+    assert {"level": "study", "orthanc_id": study_id} not in last["deleted"]
+
+
+def test_study_deleted_before_it_was_pushed_is_skipped(orthanc, gnuhealth, clock, log):
+    ids = store_studies(orthanc, 2)
+    orthanc.delete_study(ids[0])
+    # The SQLite index drops the study's changes, but another index may not.
+    orthanc._log("NewStudy", "Study", ids[0], "studies")
+    run_until_idle(make_worker(orthanc, gnuhealth, clock, log))
+    assert gnuhealth.pushed_uids() == ["1.2.3.1"]
+
+
+def test_change_log_reset_rescans_from_zero(orthanc, gnuhealth, clock, log):
+    store_studies(orthanc, 3)
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    assert worker.status.to_json()["cursor"] == 12
+    orthanc.replace_database()
+    orthanc.cursor_property = "12"  # the property survived (e.g. another node)
+    store_studies(orthanc, 1)
+    gnuhealth.batches.clear()
+    run_until_idle(worker)
+    assert gnuhealth.pushed_uids() == ["1.2.3.0"]
+    assert worker.status.to_json()["cursor"] == 4
+    assert any("restarted" in line for line in log.at("warning"))
+
+
+def test_resync_pushes_the_whole_archive_with_progress(orthanc, gnuhealth, clock, log):
+    store_studies(orthanc, 5)
+    worker = make_worker(orthanc, gnuhealth, clock, log, studies_per_push=2)
+    run_until_idle(worker)
+    gnuhealth.batches.clear()
+    assert worker.start_resync() is True
+    assert worker.start_resync() is False  # already running
+    assert worker.status.to_json()["resync"] == {"running": True, "done": 0, "total": 5}
+    progress = []
+    while worker.run_once():
+        progress.append(worker.status.to_json()["resync"]["done"])
+    assert progress == [2, 4]
+    assert worker.status.to_json()["resync"] == {"running": False, "done": 5, "total": 5}
+    assert sorted(gnuhealth.pushed_uids()) == [f"1.2.3.{n}" for n in range(5)]
+    # Never more than one page of the archive asked at a time.
+    assert all("limit=2" in p for p in orthanc.requests if p.startswith("/studies?"))
+    assert worker.start_resync() is True
+
+
+def test_resync_waits_for_gnuhealth(orthanc, gnuhealth, clock, log):
+    store_studies(orthanc, 3)
+    orthanc.set_cursor(orthanc.last_seq)
+    worker = make_worker(orthanc, gnuhealth, clock, log, studies_per_push=2)
+    worker.start_resync()
+    gnuhealth.unreachable = True
+    worker.run_once()
+    assert worker.status.to_json()["resync"]["done"] == 0
+    gnuhealth.unreachable = False
+    clock.advance(60)
+    run_until_idle(worker)
+    assert sorted(gnuhealth.pushed_uids()) == ["1.2.3.0", "1.2.3.1", "1.2.3.2"]
+
+
+class ExplodingOrthanc(FakeOrthanc):
+    def __init__(self):
+        super().__init__()
+        self.explode = 2
+
+    def get(self, path):
+        if path.startswith("/changes") and self.explode:
+            self.explode -= 1
+            raise RuntimeError("boom")
+        return super().get(path)
+
+
+def test_thread_survives_unexpected_errors(gnuhealth, log):
+    orthanc = ExplodingOrthanc()
+    orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
+    worker = SyncWorker(settings(retry_min_delay=0.01, retry_max_delay=0.02,
+                                 poll_interval=0.02), orthanc, gnuhealth, log)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        for _ in range(200):
+            if gnuhealth.batches:
+                break
+            threading.Event().wait(0.01)
+    finally:
+        worker.stop()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert gnuhealth.pushed_uids() == ["1.2.3"]
+    assert len([line for line in log.at("error") if "boom" in line]) == 2
+
+
+def test_wake_interrupts_the_poll_wait(orthanc, gnuhealth, log):
+    worker = SyncWorker(settings(poll_interval=30), orthanc, gnuhealth, log)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        threading.Event().wait(0.05)
+        orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
+        worker.wake()
+        for _ in range(100):
+            if gnuhealth.batches:
+                break
+            threading.Event().wait(0.01)
+    finally:
+        worker.stop()
+        thread.join(5)
+    assert gnuhealth.pushed_uids() == ["1.2.3"]

@@ -1,0 +1,43 @@
+from orthanc_gnuhealth_plugin.config import DEFAULT_VIEWER_TEMPLATES
+from orthanc_gnuhealth_plugin.viewers import installed_viewers, study_viewers, viewer_urls
+
+from fakes import FakeOrthanc
+
+UID = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
+STUDY = "8a8cf898-ca27c490-d0c7058c-929d0581-2bbf104d"
+SERIES = "93034833-163e42c3-bc9a428b-194620cf-2c5799e5"
+
+
+def test_default_viewer_urls_are_exact():
+    urls = viewer_urls(DEFAULT_VIEWER_TEMPLATES, "https://pacs.example:8042/", UID, STUDY, SERIES)
+    assert urls == {
+        "ohif": f"https://pacs.example:8042/ohif/viewer?StudyInstanceUIDs={UID}",
+        "stone": f"https://pacs.example:8042/stone-webviewer/index.html?study={UID}",
+        "explorer": f"https://pacs.example:8042/app/explorer.html#study?uuid={STUDY}",
+        "webviewer": f"https://pacs.example:8042/web-viewer/app/viewer.html?series={SERIES}",
+    }
+
+
+def test_series_viewer_is_left_out_without_series():
+    urls = viewer_urls(DEFAULT_VIEWER_TEMPLATES, "http://pacs", UID, STUDY)
+    assert sorted(urls) == ["explorer", "ohif", "stone"]
+
+
+def test_study_viewers_open_the_lowest_numbered_series():
+    orthanc = FakeOrthanc()
+    study = orthanc.store("1.2.3", "1.2.3.9", "a", series_tags={"SeriesNumber": "9"})
+    orthanc.store("1.2.3", "1.2.3.2", "b", series_tags={"SeriesNumber": " 2"})
+    second = orthanc.studies[study]["Series"][1]
+    urls = study_viewers(orthanc.get, DEFAULT_VIEWER_TEMPLATES, "http://pacs", study)
+    assert urls["webviewer"] == f"http://pacs/web-viewer/app/viewer.html?series={second}"
+    assert urls["ohif"] == "http://pacs/ohif/viewer?StudyInstanceUIDs=1.2.3"
+
+
+def test_unknown_study_has_no_viewers():
+    assert study_viewers(FakeOrthanc().get, DEFAULT_VIEWER_TEMPLATES, "http://p", STUDY) is None
+
+
+def test_installed_viewers_from_orthanc_plugins():
+    assert installed_viewers(["explorer.js", "python", "web-viewer"]) == ["explorer", "webviewer"]
+    assert installed_viewers(None) == ["explorer"]
+    assert installed_viewers(["stone-webviewer", "ohif"]) == ["explorer", "ohif", "stone"]
