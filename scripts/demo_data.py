@@ -1,7 +1,9 @@
-"""Accounts (and later demo records) in the demo/test GNU Health database.
+"""Accounts and demo records in the demo/test GNU Health database.
 
-Runs inside the venv with proteus talking straight to trytond's code
-(`set_trytond`), while no trytond server is running on that database.
+`accounts` runs inside the venv with proteus talking straight to trytond's
+code (`set_trytond`), while no trytond server is running on that database:
+its users are in the cached template. `records()` runs over XML-RPC against
+the started demo server (stack.py), so the tests' databases stay empty.
 """
 import argparse
 
@@ -28,6 +30,20 @@ def user(login, name, password, groups):
     return account
 
 
+# The demo's people, in the groups that fit their role (README, "Demo").
+# GNU Health's clinicians are group_health_doctor; radiologists also link
+# studies by hand (group_radiology_staff).
+DEMO_USERS = {
+    'clinician': ('Dr. Clara Clinician', 'clinician-demo', [
+        'health.group_health_doctor',
+        'health_imaging.group_health_imaging']),
+    'radiologist': ('Dr. Rafael Radiologist', 'radiologist-demo', [
+        'health.group_health_doctor',
+        'health_imaging.group_health_imaging',
+        'health_radiology.group_radiology_staff']),
+    }
+
+
 def accounts(sync_password):
     # The plugin's technical account: only what the sync needs.
     user('orthanc-sync', 'Orthanc synchronisation', sync_password,
@@ -36,6 +52,83 @@ def accounts(sync_password):
     admin, = Model.get('res.user').find([('login', '=', 'admin')])
     admin.groups.extend([group('health_radiology.group_radiology_admin')])
     admin.save()
+    admin_health_professional(admin)
+    for login, (name, password, groups) in DEMO_USERS.items():
+        admin_health_professional(user(login, name, password, groups), name)
+
+
+def admin_health_professional(admin, name='Administrator'):
+    """Make the administrator a health professional.
+
+    GNU Health refuses imaging requests and other clinical records from a
+    user whose party is not a health professional (SM-CORE-0007).
+    """
+    Party = Model.get('party.party')
+    Professional = Model.get('gnuhealth.healthprofessional')
+    if Professional.find([('party.internal_user', '=', admin.id)]):
+        return
+    party = Party(name=name, is_person=True, is_healthprof=True,
+                  gender='nd', internal_user=admin)
+    party.save()
+    Professional(party=party).save()
+
+
+# Patients with imaging orders; each `study` becomes a generated study sent
+# by C-STORE with the patient's PUID (and the order's code as accession).
+DEMO_PATIENTS = [
+    {'name': 'Ana', 'lastname': 'García', 'gender': 'f',
+     'order': 'CT chest', 'study': 'CT chest, 2 series', 'accession': True},
+    {'name': 'Bruno', 'lastname': 'Costa', 'gender': 'm',
+     'order': 'CT chest', 'study': 'CT head, 2 series', 'accession': False},
+    {'name': 'Chloé', 'lastname': 'Martin', 'gender': 'f',
+     'order': 'CT chest', 'study': None, 'accession': False},
+    ]
+
+
+def records():
+    """Create the demo patients and their imaging orders (proteus must be
+    configured); return what the sample studies need for each patient."""
+    Uom = Model.get('product.uom')
+    Template = Model.get('product.template')
+    TestType = Model.get('gnuhealth.imaging.test.type')
+    ImagingTest = Model.get('gnuhealth.imaging.test')
+    Party = Model.get('party.party')
+    Patient = Model.get('gnuhealth.patient')
+    Request = Model.get('gnuhealth.imaging.test.request')
+    # Idempotent: `make demo` run again on the same database finds them.
+    tests = ImagingTest.find([('code', '=', 'CT-CHEST')])
+    if tests:
+        test, = tests
+    else:
+        template = Template(name='CT chest', type='service',
+                            default_uom=Uom.find([('symbol', '=', 'u')])[0])
+        template.save()
+        test = ImagingTest(code='CT-CHEST', name='CT chest',
+                           test_type=TestType.find([('code', '=', 'CT')])[0],
+                           product=template.products[0])
+        test.save()
+    made = []
+    for values in DEMO_PATIENTS:
+        patients = Patient.find([('party.name', '=', values['name']),
+                                 ('party.lastname', '=', values['lastname'])])
+        if patients:
+            patient = patients[0]
+        else:
+            party = Party(name=values['name'], lastname=values['lastname'],
+                          is_person=True, is_patient=True,
+                          gender=values['gender'])
+            party.save()
+            patient, = Patient.find([('party', '=', party.id)])
+        requests = Request.find([('patient', '=', patient.id),
+                                 ('requested_test', '=', test.id)])
+        if requests:
+            request = requests[0]
+        else:
+            request = Request(patient=patient, requested_test=test)
+            request.save()
+        made.append({**values, 'patient_id': patient.id, 'puid': patient.puid,
+                     'request': request.request})
+    return made
 
 
 def main():

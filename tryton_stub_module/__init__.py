@@ -4,7 +4,7 @@
 
 from trytond.pool import Pool
 
-from . import imaging, instance, series, server, study
+from . import imaging, instance, link, series, server, study
 
 __all__ = ['register']
 
@@ -13,11 +13,25 @@ def register():
     Pool.register(
         server.Server,
         study.Study,
+        study.StudyLinkLog,
         series.Series,
         instance.Instance,
+        link.StudyLinkStart,
+        link.Party,
+        link.PartyIdentifier,
         module='health_radiology', type_='model')
+    Pool.register(
+        link.StudyLink,
+        link.StudyMatch,
+        module='health_radiology', type_='wizard')
     # Links to GNU Health's patients and imaging orders exist only when
     # health_imaging is activated in the same database.
     Pool.register(
         imaging.Study,
+        imaging.StudyLinkStart,
+        imaging.Party,
+        imaging.AlternativePersonID,
+        imaging.Patient,
+        imaging.ImagingTestRequest,
+        imaging.ImagingTestResult,
         module='health_radiology', type_='model', depends=['health_imaging'])

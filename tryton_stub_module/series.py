@@ -47,6 +47,10 @@ class Series(ModelSQL, ModelView):
             "Orthanc Web Viewer",
             help="Open the series in the Orthanc Web Viewer."),
         'get_webviewer_url')
+    preview_url = fields.Function(fields.Char(
+            "Preview",
+            help="Orthanc's picture of the first image of the series."),
+        'get_preview_url')
 
     @classmethod
     def __setup__(cls):
@@ -108,6 +112,17 @@ class Series(ModelSQL, ModelView):
             return None
         return self.study.server.viewer_url(
             'webviewer', series_id=self.orthanc_id)
+
+    def get_preview_url(self, name):
+        if self.pacs_state == 'deleted':
+            return None
+        Instance = Pool().get('gnuhealth.radiology.instance')
+        instances = Instance.search([
+                ('series', '=', self.id),
+                ('pacs_state', '!=', 'deleted'),
+                ], limit=1)
+        if instances:
+            return self.study.server.preview_url(instances[0].orthanc_id)
 
     @classmethod
     def read_snapshot(cls, reader, values):

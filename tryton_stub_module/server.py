@@ -8,12 +8,13 @@ from trytond.model import ModelSQL, ModelView, Unique, fields
 
 from .sync import SnapshotReader
 
-VIEWERS = ['ohif', 'stone', 'explorer', 'webviewer']
+VIEWERS = ['ohif', 'stone', 'explorer', 'webviewer', 'oe2']
 DEFAULT_TEMPLATES = {
     'ohif': '{base}/ohif/viewer?StudyInstanceUIDs={study_uid}',
     'stone': '{base}/stone-webviewer/index.html?study={study_uid}',
     'explorer': '{base}/app/explorer.html#study?uuid={study_id}',
     'webviewer': '{base}/web-viewer/app/viewer.html?series={series_id}',
+    'oe2': '{base}/ui/app/#/filtered-studies?StudyInstanceUID={study_uid}&expand=series',
     }
 TEMPLATE_HELP = (
     "\nPlaceholders: {base} (public URL), {study_uid} (StudyInstanceUID), "
@@ -46,6 +47,9 @@ class Server(ModelSQL, ModelView):
     webviewer_template = fields.Char(
         "Orthanc Web Viewer Template",
         help="The URL of a series in the Orthanc Web Viewer." + TEMPLATE_HELP)
+    oe2_template = fields.Char(
+        "Orthanc Explorer 2 Template",
+        help="The URL of a study in Orthanc Explorer 2." + TEMPLATE_HELP)
     viewers = fields.Char(
         "Installed Viewers", readonly=True,
         help="The viewers installed on this Orthanc, "
@@ -80,6 +84,10 @@ class Server(ModelSQL, ModelView):
     def default_webviewer_template(cls):
         return DEFAULT_TEMPLATES['webviewer']
 
+    @classmethod
+    def default_oe2_template(cls):
+        return DEFAULT_TEMPLATES['oe2']
+
     def viewer_url(self, viewer, **identifiers):
         """Return the URL of viewer for the identifiers
 
@@ -89,6 +97,11 @@ class Server(ModelSQL, ModelView):
         template = getattr(self, '%s_template' % viewer)
         if not template or not self.public_url:
             return None
+        # A viewer the plugin reports as not installed on that Orthanc is
+        # not offered (Orthanc Explorer is part of Orthanc itself).
+        if (self.viewers is not None and viewer != 'explorer'
+                and viewer not in self.viewers.split()):
+            return None
         if any(v is None for v in identifiers.values()):
             return None
         identifiers = {k: quote(v, safe='') for k, v in identifiers.items()}
@@ -97,6 +110,13 @@ class Server(ModelSQL, ModelView):
                 base=self.public_url.rstrip('/'), **identifiers)
         except (KeyError, IndexError, ValueError):
             return None
+
+    def preview_url(self, instance_id):
+        "Return the URL of Orthanc's PNG preview of an instance"
+        if not self.public_url or not instance_id:
+            return None
+        return '%s/instances/%s/preview' % (
+            self.public_url.rstrip('/'), quote(instance_id, safe=''))
 
     @classmethod
     def from_pacs(cls, values):

@@ -6,10 +6,20 @@ import glob
 from unittest.mock import patch
 
 from trytond.exceptions import UserError
+from trytond.model import fields
 from trytond.model.exceptions import AccessError
 from trytond.pool import Pool
 from trytond.tests.test_tryton import ModuleTestCase, with_transaction
 from trytond.transaction import Transaction
+
+
+def party_defaults():
+    "Return the defaults of a party, as a client would send them"
+    Party = Pool().get('party.party')
+    defaults = Party.default_get(list(Party._fields), with_rec_name=False)
+    return {k: v for k, v in defaults.items()
+        if Party._fields[k]._type not in {'one2many', 'many2many'}
+        and not isinstance(Party._fields[k], fields.Function)}
 
 
 def make_batch():
@@ -98,12 +108,9 @@ class HealthRadiologyTestCase(ModuleTestCase):
         self.assertEqual(
             [(s.number, s.instance_count) for s in study.series],
             [(1, 3), (2, 2)])
-        self.assertEqual(
-            study.ohif_url, 'http://pacs.example.com:8042'
-            '/ohif/viewer?StudyInstanceUIDs=1.2.3.4')
-        self.assertEqual(
-            study.stone_url, 'http://pacs.example.com:8042'
-            '/stone-webviewer/index.html?study=1.2.3.4')
+        # OHIF and Stone are not installed on that Orthanc: not offered.
+        self.assertEqual(study.ohif_url, None)
+        self.assertEqual(study.stone_url, None)
         self.assertEqual(
             study.explorer_url, 'http://pacs.example.com:8042'
             '/app/explorer.html#study?uuid=study-1')
@@ -201,7 +208,7 @@ class HealthRadiologyTestCase(ModuleTestCase):
                 })
         study, = Study.search([])
         self.assertEqual(study.pacs_state, 'deleted')
-        self.assertEqual(study.ohif_url, None)
+        self.assertEqual(study.explorer_url, None)
         self.assertEqual(study.instance_count, 0)
         self.assertEqual(
             Instance.search([('pacs_state', '=', 'available')]), [])
@@ -247,7 +254,6 @@ class HealthRadiologyTestCase(ModuleTestCase):
         self.assertEqual(study.reception, 'receiving')
         self.assertEqual(study.study_date, None)
         self.assertEqual(study.rec_name, '1.2.3')
-        self.assertEqual(study.ohif_url, None)
         self.assertEqual(study.explorer_url, None)
         self.assertEqual(study.instance_count, 1)
 
@@ -320,6 +326,7 @@ class HealthRadiologyTestCase(ModuleTestCase):
         batch = make_batch()
         batch['server']['templates'] = {
             'ohif': 'https://viewer.example.com/?uid={study_uid}'}
+        batch['server']['viewers'] = ['explorer', 'ohif']
 
         result = Study.push_from_pacs(batch)
 
@@ -401,10 +408,208 @@ class HealthRadiologyTestCase(ModuleTestCase):
                 Study.delete([study])
 
 
+    def push_study(self, study_uid='1.2.3.4', **values):
+        "Push one study and return it"
+        pool = Pool()
+        Study = pool.get('gnuhealth.radiology.study')
+        batch = make_batch()
+        batch['studies'][0].update(
+            study_uid=study_uid, orthanc_id='study-%d' % hash(study_uid),
+            **values)
+        for series in batch['studies'][0]['series']:
+            series['series_uid'] = series['series_uid'].replace(
+                '1.2.3.4', study_uid, 1)
+            series['orthanc_id'] += '-%d' % hash(study_uid)
+            for instance in series['instances']:
+                instance['sop_instance_uid'] = instance[
+                    'sop_instance_uid'].replace('1.2.3.4', study_uid, 1)
+                instance['orthanc_id'] += '-%d' % hash(study_uid)
+        result = Study.push_from_pacs(batch)
+        return Study(result['studies'][study_uid])
+
+    @with_transaction()
+    def test_link_party_by_code(self):
+        "A study links to the party whose code or identifier is its PatientID"
+        pool = Pool()
+        Party = pool.get('party.party')
+        zoe, = Party.create([{'name': "Zoë", 'code': 'P1'}])
+        ana, = Party.create([{
+                    'name': "Ana",
+                    'identifiers': [('create', [{'code': 'MRN-7'}])]}])
+
+        by_code = self.push_study(dicom_patient_id='P1')
+        by_identifier = self.push_study('1.9', dicom_patient_id='MRN-7')
+        unknown = self.push_study('1.8', dicom_patient_id='X')
+
+        self.assertEqual(
+            (by_code.party, by_code.link_state), (zoe, 'linked'))
+        self.assertEqual(
+            (by_identifier.party, by_identifier.link_state),
+            (ana, 'linked'))
+        self.assertEqual(
+            (unknown.party, unknown.link_state), (None, 'unmatched'))
+        self.assertIn('X', unknown.link_note)
+        self.assertEqual(by_code.linked_by, None)
+
+    @with_transaction()
+    def test_link_party_ambiguous(self):
+        "A PatientID shared by two parties is a conflict, not a guess"
+        pool = Pool()
+        Party = pool.get('party.party')
+        Party.create([{'name': "Zoë", 'code': 'P1'}])
+        Party.create([{
+                    'name': "Ana",
+                    'identifiers': [('create', [{'code': 'P1'}])]}])
+
+        study = self.push_study(dicom_patient_id='P1')
+
+        self.assertEqual((study.party, study.link_state), (None, 'conflict'))
+        self.assertIn('Zoë', study.link_note)
+        self.assertIn('Ana', study.link_note)
+
+    @with_transaction()
+    def test_link_late_party(self):
+        "A study that arrives before its party links when the party appears"
+        pool = Pool()
+        Party = pool.get('party.party')
+        study = self.push_study(dicom_patient_id='P1')
+        self.assertEqual(study.link_state, 'unmatched')
+
+        party, = Party.create([{'name': "Zoë", 'code': 'P1'}])
+
+        study = type(study)(study.id)
+        self.assertEqual((study.party, study.link_state), (party, 'linked'))
+
+    @with_transaction()
+    def test_link_by_hand(self):
+        "A study linked by hand records who and when and is never re-matched"
+        pool = Pool()
+        Party = pool.get('party.party')
+        Study = pool.get('gnuhealth.radiology.study')
+        User = pool.get('res.user')
+        ModelData = pool.get('ir.model.data')
+        StudyLink = pool.get('gnuhealth.radiology.study.link', type='wizard')
+        StudyMatch = pool.get(
+            'gnuhealth.radiology.study.match', type='wizard')
+        user, = User.create([{
+                    'name': "Radiologist", 'login': 'radiologist',
+                    'groups': [('add', [ModelData.get_id(
+                                    'health_radiology',
+                                    'group_radiology_staff')])],
+                    }])
+        zoe, = Party.create([{'name': "Zoë"}])
+        study = self.push_study(dicom_patient_id='P1')
+
+        with Transaction().set_user(user.id), \
+                Transaction().set_context(
+                    _check_access=True, active_model=Study.__name__,
+                    active_id=study.id, active_ids=[study.id]):
+            session_id, _, _ = StudyLink.create()
+            link = StudyLink(session_id)
+            link.start.party = zoe
+            link.transition_link()
+            with self.assertRaises(AccessError):
+                Study.write([study], {'link_state': 'unmatched'})
+
+        study = Study(study.id)
+        self.assertEqual(
+            (study.party, study.link_state, study.linked_by),
+            (zoe, 'linked', user))
+        self.assertTrue(study.linked_at)
+        self.assertIn("Radiologist", study.link_note)
+        log, = study.link_history
+        self.assertEqual((log.user, log.description), (user, "Zoë"))
+
+        # Neither a new push nor matching again undo what a person did.
+        Party.create([{'name': "Other", 'code': 'P1'}])
+        self.push_study(dicom_patient_id='P1')
+        with Transaction().set_context(active_model='ir.ui.menu'):
+            session_id, _, _ = StudyMatch.create()
+            StudyMatch(session_id).transition_match()
+        study = Study(study.id)
+        self.assertEqual((study.party, study.linked_by), (zoe, user))
+
+    @with_transaction()
+    def test_match_again(self):
+        "Matching again links the unmatched studies and is safe to repeat"
+        pool = Pool()
+        Party = pool.get('party.party')
+        Identifier = pool.get('party.identifier')
+        Study = pool.get('gnuhealth.radiology.study')
+        StudyMatch = pool.get(
+            'gnuhealth.radiology.study.match', type='wizard')
+        party, = Party.create([{'name': "Zoë"}])
+        study = self.push_study(dicom_patient_id='MRN-7')
+        # An identifier added later links the study at once.
+        Identifier.create([{'party': party.id, 'code': 'MRN-7'}])
+        self.assertEqual(Study(study.id).party, party)
+        # Matching again changes nothing when nothing changed.
+        Study.write([study], {'party': None})
+        Study.write([study], {'linked_by': None, 'link_state': 'unmatched'})
+
+        for _ in range(2):
+            with Transaction().set_context(active_model='ir.ui.menu'):
+                session_id, _, _ = StudyMatch.create()
+                StudyMatch(session_id).transition_match()
+            study = Study(study.id)
+            self.assertEqual(
+                (study.party, study.link_state), (party, 'linked'))
+
+
 class HealthRadiologyImagingTestCase(ModuleTestCase):
-    "Test health_radiology with GNU Health's health_imaging"
+    "Test health_radiology with GNU Health's health_imaging and worklist"
     module = 'health_radiology'
-    extras = ['health_imaging']
+    extras = ['health_imaging', 'health_imaging_worklist']
+
+    push_study = HealthRadiologyTestCase.push_study
+
+    def create_patient(self, name, **values):
+        pool = Pool()
+        Party = pool.get('party.party')
+        Patient = pool.get('gnuhealth.patient')
+        party, = Party.create([{**party_defaults(),
+                    'name': name, 'is_person': True, 'is_patient': True, 'gender': 'f',
+                    **values}])
+        patient, = Patient.search([('party', '=', party.id)])
+        return patient
+
+    def create_request(self, patient, **values):
+        pool = Pool()
+        Party = pool.get('party.party')
+        Professional = pool.get('gnuhealth.healthprofessional')
+        Uom = pool.get('product.uom')
+        Template = pool.get('product.template')
+        TestType = pool.get('gnuhealth.imaging.test.type')
+        ImagingTest = pool.get('gnuhealth.imaging.test')
+        Request = pool.get('gnuhealth.imaging.test.request')
+        doctor = Professional.search([], limit=1)
+        if doctor:
+            doctor, = doctor
+        else:
+            party, = Party.create([{**party_defaults(),
+                        'name': "Dr House", 'is_person': True, 'gender': 'm',
+                        'is_healthprof': True}])
+            doctor, = Professional.create([{'party': party.id}])
+        test = ImagingTest.search([('code', '=', 'CT-CHEST')])
+        if test:
+            test, = test
+        else:
+            unit, = Uom.search([('symbol', '=', 'u')])
+            template, = Template.create([{
+                        'name': "CT chest", 'default_uom': unit.id,
+                        'type': 'service',
+                        'products': [('create', [{}])],
+                        }])
+            ct, = TestType.search([('code', '=', 'CT')])
+            test, = ImagingTest.create([{
+                        'code': 'CT-CHEST', 'name': "CT chest",
+                        'test_type': ct.id,
+                        'product': template.products[0].id,
+                        }])
+        request, = Request.create([{
+                    'patient': patient.id, 'requested_test': test.id,
+                    'doctor': doctor.id, **values}])
+        return request
 
     @with_transaction()
     def test_clinical_links(self):
@@ -417,6 +622,241 @@ class HealthRadiologyImagingTestCase(ModuleTestCase):
         self.assertEqual(
             Study.imaging_request.model_name,
             'gnuhealth.imaging.test.request')
+
+    @with_transaction()
+    def test_link_accession(self):
+        "The accession links to the request, its patient and a result"
+        pool = Pool()
+        Result = pool.get('gnuhealth.imaging.test.result')
+        patient = self.create_patient("Zoë")
+        request = self.create_request(patient)
+
+        study = self.push_study(
+            accession=request.request,
+            dicom_patient_id=patient.party.ref)
+
+        self.assertEqual(study.link_state, 'linked')
+        self.assertEqual(study.patient, patient)
+        self.assertEqual(study.party, patient.party)
+        self.assertEqual(study.imaging_request, request)
+        request = type(request)(request.id)
+        self.assertEqual(request.state, 'done')
+        self.assertEqual(request.worklist_status, 'done')
+        result, = Result.search([('request', '=', request.id)])
+        self.assertEqual(study.imaging_result, result)
+        self.assertEqual(result.radiology_studies, (study,))
+        self.assertEqual(patient.radiology_studies, (study,))
+        self.assertEqual(request.radiology_studies, (study,))
+
+        # A second push, or a second study of the request, reuses it all.
+        self.push_study(accession=request.request)
+        other = self.push_study('1.5', accession=request.request)
+        self.assertEqual(Result.search([], count=True), 1)
+        self.assertEqual(other.imaging_result, result)
+
+    @with_transaction()
+    def test_default_merge_id_is_str(self):
+        "The worklist's default merge_id can travel over XML-RPC"
+        pool = Pool()
+        Request = pool.get('gnuhealth.imaging.test.request')
+
+        self.assertIs(type(Request.default_merge_id()), str)
+
+    @with_transaction()
+    def test_link_merge_id(self):
+        "The worklist StudyInstanceUID links to its request"
+        patient = self.create_patient("Zoë")
+        request = self.create_request(patient)
+
+        study = self.push_study(request.merge_id, accession=None, series=[])
+
+        self.assertEqual(study.imaging_request, request)
+        self.assertEqual(study.patient, patient)
+
+    @with_transaction()
+    def test_link_puid(self):
+        "A PatientID of any length matches a PUID or another identifier"
+        pool = Pool()
+        patient = self.create_patient("Zoë")
+        short = self.create_patient("Ana", ref='P7')
+        other = self.create_patient("Eva", alternative_identification=True,
+            alternative_ids=[('create', [{
+                            'code': 'MRN-9',
+                            'alternative_id_type': 'medical_record'}])])
+
+        for study_uid, patient_id, expected in [
+                ('1.1', patient.party.ref, patient),
+                ('1.2', 'P7', short),
+                ('1.3', 'MRN-9', other),
+                ]:
+            study = self.push_study(study_uid,
+                dicom_patient_id=patient_id, accession=None)
+            self.assertEqual(
+                (study.patient, study.link_state, study.imaging_request),
+                (expected, 'linked', None))
+
+    @with_transaction()
+    def test_link_unknown(self):
+        "An unknown PatientID lands unmatched without failing the batch"
+        pool = Pool()
+        Study = pool.get('gnuhealth.radiology.study')
+        patient = self.create_patient("Zoë")
+        batch = make_batch()
+        second = copy.deepcopy(batch['studies'][0])
+        second.update(study_uid='1.5', orthanc_id='study-5', series=[],
+            dicom_patient_id=patient.party.ref, accession=None)
+        batch['studies'][0].update(dicom_patient_id='UNKNOWN12345')
+        batch['studies'].append(second)
+
+        result = Study.push_from_pacs(batch)
+
+        unknown = Study(result['studies']['1.2.3.4'])
+        known = Study(result['studies']['1.5'])
+        self.assertEqual(
+            (unknown.patient, unknown.link_state), (None, 'unmatched'))
+        self.assertEqual(unknown.accession, 'A1')
+        self.assertIn('A1', unknown.link_note)
+        self.assertIn('UNKNOWN12345', unknown.link_note)
+        self.assertEqual((known.patient, known.link_state), (patient, 'linked'))
+
+    @with_transaction()
+    def test_link_conflict(self):
+        "An accession of one patient with the PatientID of another conflicts"
+        patient_a = self.create_patient("Anna")
+        patient_b = self.create_patient("Bert")
+        request = self.create_request(patient_a)
+
+        study = self.push_study(
+            accession=request.request, dicom_patient_id=patient_b.party.ref)
+
+        self.assertEqual(study.link_state, 'conflict')
+        self.assertEqual(
+            (study.patient, study.imaging_request, study.party),
+            (None, None, None))
+        self.assertIn(request.request, study.link_note)
+        self.assertIn(patient_a.party.ref, study.link_note)
+        self.assertIn(patient_b.party.ref, study.link_note)
+        self.assertEqual(type(request)(request.id).state, 'draft')
+
+    @with_transaction()
+    def test_link_done_request(self):
+        "A study whose request is already done still links, on its result"
+        pool = Pool()
+        Request = pool.get('gnuhealth.imaging.test.request')
+        Result = pool.get('gnuhealth.imaging.test.result')
+        patient = self.create_patient("Zoë")
+        request = self.create_request(patient)
+        Request.requested([request])
+        Request.done([request])
+        result, = Result.create([{
+                    'patient': patient.id, 'request': request.id,
+                    'requested_test': request.requested_test.id,
+                    'doctor': request.doctor.id,
+                    'date': datetime.datetime.now()}])
+
+        study = self.push_study(accession=request.request)
+
+        self.assertEqual(study.imaging_request, request)
+        self.assertEqual(study.imaging_result, result)
+        self.assertEqual(Result.search([], count=True), 1)
+
+    @with_transaction()
+    def test_link_late_request(self):
+        "A study that arrives before its request links when it is created"
+        patient = self.create_patient("Zoë")
+        study = self.push_study(accession='LATE-1', dicom_patient_id='NOBODY')
+        self.assertEqual(study.link_state, 'unmatched')
+
+        request = self.create_request(patient, request='LATE-1')
+
+        study = type(study)(study.id)
+        self.assertEqual(
+            (study.imaging_request, study.patient, study.link_state),
+            (request, patient, 'linked'))
+
+    @with_transaction()
+    def test_link_late_patient(self):
+        "A study that arrives before its patient links when it is created"
+        study = self.push_study(accession=None, dicom_patient_id='LATE42')
+
+        patient = self.create_patient("Zoë", ref='LATE42')
+
+        study = type(study)(study.id)
+        self.assertEqual(
+            (study.patient, study.link_state), (patient, 'linked'))
+
+    @with_transaction()
+    def test_link_by_hand(self):
+        "Staff link a study to a patient and a request with the wizard"
+        pool = Pool()
+        Study = pool.get('gnuhealth.radiology.study')
+        User = pool.get('res.user')
+        ModelData = pool.get('ir.model.data')
+        StudyLink = pool.get('gnuhealth.radiology.study.link', type='wizard')
+        user, = User.create([{
+                    'name': "Radiologist", 'login': 'radiologist',
+                    'groups': [('add', [ModelData.get_id(
+                                    'health_radiology',
+                                    'group_radiology_staff')])],
+                    }])
+        patient = self.create_patient("Zoë")
+        request = self.create_request(patient)
+        study = self.push_study(accession=None, dicom_patient_id='X')
+
+        with Transaction().set_user(user.id), \
+                Transaction().set_context(
+                    _check_access=True, active_model=Study.__name__,
+                    active_id=study.id, active_ids=[study.id]):
+            session_id, _, _ = StudyLink.create()
+            link = StudyLink(session_id)
+            link.start.patient = None
+            link.start.party = None
+            link.start.imaging_request = request
+            link.transition_link()
+
+        study = Study(study.id)
+        self.assertEqual(
+            (study.patient, study.party, study.imaging_request,
+                study.link_state, study.linked_by),
+            (patient, patient.party, request, 'linked', user))
+        self.assertTrue(study.imaging_result)
+        self.assertEqual(type(request)(request.id).state, 'done')
+
+    @with_transaction()
+    def test_access_sync_links(self):
+        "The sync account links studies without reading patients itself"
+        pool = Pool()
+        User = pool.get('res.user')
+        ModelData = pool.get('ir.model.data')
+        Study = pool.get('gnuhealth.radiology.study')
+        Patient = pool.get('gnuhealth.patient')
+        user, = User.create([{
+                    'name': "Orthanc", 'login': 'orthanc',
+                    'groups': [('add', [ModelData.get_id(
+                                    'health_radiology',
+                                    'group_radiology_sync')])],
+                    }])
+        patient = self.create_patient("Zoë")
+        request = self.create_request(patient)
+        batch = make_batch()
+        batch['studies'][0].update(
+            accession=request.request, dicom_patient_id=patient.party.ref)
+
+        with Transaction().set_user(user.id), \
+                Transaction().set_context(_check_access=True):
+            result = Study.push_from_pacs(batch)
+            # GNU Health lets every user read patients; this module grants
+            # the sync account nothing on them, and no link of its own.
+            with self.assertRaises(AccessError):
+                Patient.write([patient], {'critical_info': "x"})
+            with self.assertRaises(AccessError):
+                Study.write(Study.browse(list(result['studies'].values())),
+                    {'patient': None})
+
+        study = Study(result['studies']['1.2.3.4'])
+        self.assertEqual(
+            (study.patient, study.imaging_request), (patient, request))
+        self.assertEqual(study.linked_by, None)
 
 
 del ModuleTestCase
