@@ -16,6 +16,8 @@ DEFAULT_VIEWER_TEMPLATES = MappingProxyType({
     "stone": "{base}/stone-webviewer/index.html?study={study_uid}",
     "explorer": "{base}/app/explorer.html#study?uuid={study_id}",
     "webviewer": "{base}/web-viewer/app/viewer.html?series={series_id}",
+    # Orthanc Explorer 2 (needs Orthanc >= 1.11; not packaged for bookworm).
+    "oe2": "{base}/ui/app/#/filtered-studies?StudyInstanceUID={study_uid}&expand=series",
 })
 
 # Placeholders a viewer template may use (see viewers.py).
@@ -37,6 +39,8 @@ class Settings:
     server_label: str = "orthanc"
     public_url: str = "http://localhost:8042"
     tryton_url: str = "http://localhost:8000/"
+    # trytond as users' browsers reach it (SAO links); default: tryton_url.
+    tryton_public_url: str = "http://localhost:8000/"
     tryton_database: str = "gnuhealth"
     tryton_user: str = "orthanc-sync"
     tryton_password: str = field(default="", repr=False)
@@ -47,6 +51,8 @@ class Settings:
     retry_min_delay: float = 1.0
     retry_max_delay: float = 300.0
     cursor_property: int = 9721
+    state_property: int = 9722
+    reconcile: bool = True
     viewer_templates: Mapping[str, str] = field(
         default_factory=lambda: DEFAULT_VIEWER_TEMPLATES, hash=False)
 
@@ -95,7 +101,7 @@ def _parse_cursor_property(key, value):
     if number in RESERVED_PROPERTIES:
         raise ConfigError(
             f'{SECTION}.{key} = {number} is already used by Orthanc or one of its '
-            f'plugins; choose another number >= {MIN_USER_PROPERTY} (default 9721)')
+            f'plugins; choose another number >= {MIN_USER_PROPERTY} (default {9721 if key == "CursorProperty" else 9722})')
     return number
 
 
@@ -134,6 +140,7 @@ _KEYS = {
     "ServerLabel": ("server_label", _parse_text),
     "PublicUrl": ("public_url", _parse_http_url),
     "TrytonUrl": ("tryton_url", _parse_http_url),
+    "TrytonPublicUrl": ("tryton_public_url", _parse_http_url),
     "TrytonDatabase": ("tryton_database", _parse_text),
     "TrytonUser": ("tryton_user", _parse_text),
     "TrytonPassword": ("tryton_password", _parse_text),
@@ -145,6 +152,8 @@ _KEYS = {
     "RetryMinDelay": ("retry_min_delay", _number_parser(float, 0.1)),
     "RetryMaxDelay": ("retry_max_delay", _number_parser(float, 0.1)),
     "CursorProperty": ("cursor_property", _parse_cursor_property),
+    "StateProperty": ("state_property", _parse_cursor_property),
+    "Reconcile": ("reconcile", _parse_bool),
     "ViewerTemplates": ("viewer_templates", _parse_templates),
 }
 
@@ -168,11 +177,13 @@ def parse_settings(section: Optional[dict], warn=lambda line: None,
     for key, (attribute, parse) in _KEYS.items():
         if key in section and attribute:
             values[attribute] = parse(key, section[key])
+    values.setdefault("tryton_public_url", values.get("tryton_url", Settings.tryton_url))
     settings = Settings(**values)
     if not settings.enabled:
         return settings
     password = _password(section, read_file or _read_text_file)
     _check_delays(settings)
+    _check_properties(settings)
     return replace(settings, tryton_password=password)
 
 
@@ -198,6 +209,13 @@ def _password(section, read_file):
         f'{SECTION}.TrytonPassword is missing: set TrytonPassword (or '
         f'TrytonPasswordFile) to the Tryton password of TrytonUser, or set '
         f'{SECTION}.Enabled to false')
+
+
+def _check_properties(settings):
+    if settings.state_property == settings.cursor_property:
+        raise ConfigError(
+            f'{SECTION}.StateProperty must differ from CursorProperty '
+            f'({settings.cursor_property}); default 9722')
 
 
 def _check_delays(settings):

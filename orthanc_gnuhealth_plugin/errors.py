@@ -8,3 +8,8 @@ class GnuHealthUnavailable(Exception):
 
 class StudyRejected(Exception):
     """GNU Health refused the batch because of its content (kept as failed)."""
+
+
+class NotSupported(Exception):
+    """GNU Health does not offer this (older module, or no access): the
+    feature that needs it is skipped."""

@@ -5,13 +5,14 @@ with a session (a password on every call costs a ~270 ms scrypt check on
 the server) and keeps it until the server says it expired.
 """
 import http.client
+import re
 import socket
 import threading
 import xmlrpc.client
 
 from proteus import config as proteus_config
 
-from .errors import GnuHealthUnavailable, StudyRejected
+from .errors import GnuHealthUnavailable, NotSupported, StudyRejected
 
 _MODEL = "gnuhealth.radiology.study"
 RPC_METHOD = f"model.{_MODEL}.push_from_pacs"
@@ -20,6 +21,20 @@ RPC_METHOD = f"model.{_MODEL}.push_from_pacs"
 # LoginException 3, ConcurrencyException 4, any other server error 255.
 # These say "not now" rather than "this data is wrong".
 _TRANSIENT_FAULTS = {3: "LoginException", 4: "ConcurrencyException"}
+# Code 255 is any other exception, its text being str(exception): these
+# are trytond's database or host failing, not the data (PostgreSQL down or
+# restarting, SQLite locked, a pool exhausted, a serialization conflict).
+_TRANSIENT_255 = re.compile(
+    r"could not connect|connection (?:refused|reset|closed|timed out)|"
+    r"server closed the connection|terminating connection|"
+    r"the database system is (?:starting up|shutting down|in recovery)|"
+    r"database is locked|database (?:is )?unavailable|too many (?:connections|clients)|"
+    r"could not serialize|deadlock detected|OperationalError|InterfaceError|"
+    r"PoolError|connection pool|timeout expired|timed out|Broken pipe|"
+    r"No space left on device|read-only|"
+    # the module's code is newer than the database: run trytond-admin -u
+    r"no such (?:column|table)|(?:column|relation) \S+ does not exist",
+    re.IGNORECASE)
 
 
 class SessionExpired(Exception):
@@ -60,6 +75,9 @@ def classify(error, settings):
         if error.faultCode in _TRANSIENT_FAULTS:
             return GnuHealthUnavailable(f"{where} answered "
                                         f"{_TRANSIENT_FAULTS[error.faultCode]}: {error.faultString}")
+        if error.faultCode == 255 and _TRANSIENT_255.search(str(error.faultString)):
+            return GnuHealthUnavailable(f"{where} has a server or database problem "
+                                        f"(not the study's fault): {error.faultString}")
         return StudyRejected(error.faultString)
     if isinstance(error, xmlrpc.client.ProtocolError):
         if error.errcode in (401, 403):
@@ -101,10 +119,38 @@ class GnuHealthClient:
                     f"right after login: give that user access to "
                     f"gnuhealth.radiology.study (push_from_pacs)") from None
 
-    def _call(self, batch):
+    def available_studies(self, label, after, limit):
+        """Orthanc ids of the studies of server `label` that GNU Health shows
+        as available in the PACS, ordered, greater than `after`, at most
+        `limit` (for reconciliation). Uses the standard search_read, which
+        the sync group may read; raises NotSupported when it may not."""
+        domain = [("server.label", "=", label), ("pacs_state", "=", "available"),
+                  ("orthanc_id", "!=", None)]
+        if after:
+            domain.append(("orthanc_id", ">", after))
+        try:
+            rows = self._with_session(
+                f"model.{_MODEL}.search_read", domain, 0, limit,
+                [("orthanc_id", "ASC")], ["orthanc_id"])
+        except StudyRejected as error:
+            raise NotSupported(str(error)) from None
+        return [row["orthanc_id"] for row in rows]
+
+    def _with_session(self, method, *args):
+        try:
+            return self._call(*args, method=method)
+        except SessionExpired:
+            self._forget_session()
+            try:
+                return self._call(*args, method=method)
+            except SessionExpired:
+                raise NotSupported(f"{method} refused to {self._settings.tryton_user!r}") \
+                    from None
+
+    def _call(self, *args, method=RPC_METHOD):
         config = self._session()
         try:
-            return getattr(config.server, RPC_METHOD)(batch, config.context)
+            return getattr(config.server, method)(*args, config.context)
         except Exception as error:
             translated = classify(error, self._settings)
             if translated is None:

@@ -17,9 +17,16 @@ bad tag must never stop a study from reaching GNU Health, so nothing here
 raises on tag content.
 """
 import datetime
+import re
 
 MAX_TEXT = 1000
 MAX_UID = 64  # DICOM PS3.5: a UID is at most 64 characters
+# Characters XML 1.0 cannot carry (XML-RPC would fail on the whole batch):
+# C0 controls but tab/LF/CR (ESC of a badly decoded ISO 2022 value...),
+# lone surrogates and the two non-characters.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# Tryton's Char fields refuse tab, CR and LF ("contains some invalid chars").
+_LINE_BREAKS = re.compile("[\t\r\n]+")
 
 
 def text(value, limit=MAX_TEXT):
@@ -27,14 +34,19 @@ def text(value, limit=MAX_TEXT):
     if not isinstance(value, str):
         return None
     # Strip again after the cut, which may end on a space.
-    return value.replace("\x00", "").strip()[:limit].rstrip() or None
+    value = _LINE_BREAKS.sub(" ", _NOT_XML.sub("", value))
+    return value.strip()[:limit].rstrip() or None
 
 
 def uid(value):
-    """A UID without the space/NUL padding DICOM allows, or None."""
+    """A UID without the space/NUL padding DICOM allows, or None.
+
+    Never cut: two distinct over-long UIDs cut to 64 characters could
+    merge two studies. GNU Health refuses a UID over 64 characters, so such
+    a study lands in the failed list, named, with that reason."""
     if not isinstance(value, str):
         return None
-    return text(value.replace(" ", ""), MAX_UID)
+    return text(value.replace(" ", ""), None)
 
 
 def dicom_date(value):

@@ -9,7 +9,7 @@ import threading
 
 import orthanc
 
-from . import config, viewers
+from . import config, explorer, viewers
 from .gnuhealth_client import GnuHealthClient
 from .sync import SyncWorker
 
@@ -26,8 +26,9 @@ _SYNC_WAIT_MARGIN = 5
 class OrthancAdapter:
     """What sync.py needs from Orthanc, over the in-process REST API."""
 
-    def __init__(self, cursor_property):
+    def __init__(self, cursor_property, state_property=None):
         self._cursor_property = cursor_property
+        self._state_property = state_property
 
     def get(self, path):
         try:
@@ -44,6 +45,22 @@ class OrthancAdapter:
     def set_cursor(self, cursor):
         orthanc.SetGlobalProperty(self._cursor_property, str(cursor))
 
+    def get_state(self):
+        """Pending deletions and failed studies (sync.py), as JSON."""
+        if self._state_property is None:
+            return {}
+        value = orthanc.GetGlobalProperty(self._state_property, "")
+        try:
+            return json.loads(value) if value.strip() else {}
+        except ValueError:
+            orthanc.LogWarning(f"GNU Health: global property {self._state_property} "
+                               f"is not JSON; starting with an empty state")
+            return {}
+
+    def set_state(self, state):
+        if self._state_property is not None:
+            orthanc.SetGlobalProperty(self._state_property, json.dumps(state))
+
 
 def _log(level, line):
     {"info": orthanc.LogInfo, "warning": orthanc.LogWarning,
@@ -53,9 +70,10 @@ def _log(level, line):
 class Plugin:
     def __init__(self, settings):
         self.settings = settings
-        self.adapter = OrthancAdapter(settings.cursor_property)
+        self.adapter = OrthancAdapter(settings.cursor_property, settings.state_property)
         self.worker = None
         self.thread = None
+        self.lookup = explorer.StudyLookup(settings)
 
     def on_change(self, change_type, resource_type, resource_id):
         if change_type == orthanc.ChangeType.ORTHANC_STARTED:
@@ -100,6 +118,23 @@ class Plugin:
         if urls is None:
             return output.SendHttpStatusCode(404)
         _answer(output, urls)
+
+    def rest_state(self, output, uri, **request):
+        """The study's state in GNU Health, for Orthanc Explorer's study page."""
+        if request["method"] != "GET":
+            return output.SendMethodNotAllowed("GET")
+        orthanc_id = request["groups"][0]
+        study = self.adapter.get(f"/studies/{orthanc_id}")
+        if study is None:
+            return output.SendHttpStatusCode(404)
+        record = error = None
+        try:
+            record = self.lookup.find(orthanc_id)
+        except Exception as exception:  # shown to the user, never raised into Orthanc
+            error = exception
+        failed = self.worker.status.to_json()["failed"] if self.worker else []
+        _answer(output, explorer.describe(orthanc_id, study, failed, record, error,
+                                          self.settings))
 
     def rest_sync(self, output, uri, **request):
         if request["method"] != "POST":
@@ -148,6 +183,8 @@ def register():
     orthanc.RegisterRestCallback(f"/gnuhealth/studies/{_STUDY_ID}/viewers", plugin.rest_viewers)
     orthanc.RegisterRestCallback(f"/gnuhealth/studies/{_STUDY_ID}/sync", plugin.rest_sync)
     orthanc.RegisterRestCallback("/gnuhealth/resync", plugin.rest_resync)
+    orthanc.RegisterRestCallback(f"/gnuhealth/studies/{_STUDY_ID}/state", plugin.rest_state)
+    orthanc.ExtendOrthancExplorer(explorer.javascript())
     orthanc.LogWarning(f"GNU Health plugin: pushing studies to {settings.rpc_url} "
                        f"as server {settings.server_label!r}")
     return plugin

@@ -14,6 +14,8 @@ class Status:
             "last_push": None,
             "next_attempt_in": None,
             "resync": {"running": False, "done": 0, "total": 0},
+            "reconcile": {"running": False, "checked": 0, "gone": 0},
+            "pending_deletions": 0,
         }
         self._failed = []
 

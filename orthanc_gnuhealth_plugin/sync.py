@@ -10,15 +10,25 @@ Plain Python with injected dependencies:
 What to push comes from Orthanc's /changes log, read from the persisted
 cursor. The cursor only moves after GNU Health accepted every study of the
 page, so a crash or an outage replays the page (pushes are idempotent).
-Deletions are not in Orthanc's /changes log (its rows go with the deleted
-resource), so the OnChange callback notes them (`note_deleted`).
+
+Deletions are not in Orthanc's /changes log with SQLite (its rows go with
+the deleted resource), so the OnChange callback notes them
+(`note_deleted`); the worker writes them at once into a second global
+property (the "state", with the failed list: `orthanc.get_state()` /
+`set_state(dict)`) and clears them only once GNU Health took them. What a
+crash or another cluster node still misses, reconciliation finds: GNU
+Health's available studies of this server label are compared, page by
+page, with Orthanc's (at start, after a change-log reset and after each
+resync); those Orthanc no longer has are marked deleted.
 
 A batch sent to GNU Health is {"server": {...}, "studies": [study records
-from mapping.map_study], "deleted": [{"level", "orthanc_id"}]}. A study
-deleted then received again is left out of "deleted", because GNU Health
-applies the deletions after the studies of the same batch.
+from mapping.map_study], "deleted": [{"level", "orthanc_id"}]}. Deletions
+are sent only for resources Orthanc still does not have when they are
+sent (a study deleted then received again stays available).
 """
+import dataclasses
 import datetime
+import json
 import queue
 import threading
 import time
@@ -26,7 +36,7 @@ import traceback
 from dataclasses import dataclass
 
 from . import changes, mapping, viewers
-from .errors import GnuHealthUnavailable, StudyRejected
+from .errors import GnuHealthUnavailable, NotSupported, StudyRejected
 from .status import Status
 
 
@@ -35,6 +45,15 @@ def back_off_delay(settings, failures):
     if failures <= 0:
         return 0.0
     return min(settings.retry_max_delay, settings.retry_min_delay * 2 ** min(failures - 1, 60))
+
+
+# Deletions per RPC call; GNU Health marks them in slices.
+DELETIONS_PER_PUSH = 500
+# Studies of GNU Health checked against Orthanc per reconciliation step.
+RECONCILE_PAGE = 200
+# A failure reason kept in the state property is cut to this size.
+MAX_REASON = 2000
+_PATHS = {"study": "studies", "series": "series", "instance": "instances"}
 
 
 def _iso(timestamp):
@@ -51,6 +70,10 @@ class FailedStudy:
     last_attempt: float
     retries: int
     next_retry: float
+
+    @classmethod
+    def from_state(cls, values):
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
 
     def to_json(self):
         return {
@@ -88,9 +111,13 @@ class SyncWorker:
         self._urgent = threading.Event()  # a user asked for something, or stop
         self._stopping = threading.Event()
         self._requests = queue.Queue()
-        self._deleted = []
+        self._noted = []  # deletions seen by the callback, not yet persisted
+        self._deleted = []  # persisted deletions GNU Health has not taken yet
         self._cursor = None
         self._failed = {}
+        self._saved_state = None  # the JSON last written to the state property
+        self._reconcile = None  # {"after", "checked", "gone"} while running
+        self._reconcile_supported = settings.reconcile
         self._failures = 0  # consecutive cycles that could not reach GNU Health
         self._next_attempt = 0.0
         self._resync = None  # {"since", "done", "total"} while running
@@ -105,7 +132,7 @@ class SyncWorker:
         gone = changes.deletion(resource_type, orthanc_id)
         if gone:
             with self._lock:
-                self._deleted.append(gone)
+                self._noted.append(gone)
             self._wake.set()
 
     def stop(self):
@@ -120,7 +147,7 @@ class SyncWorker:
                 return False
             statistics = self._orthanc.get("/statistics") or {}
             total = int(statistics.get("CountStudies", 0))
-            self._resync = {"since": 0, "done": 0, "total": total}
+            self._resync = {"since": 0, "done": 0, "total": total, "last_id": None}
         self.status.update(resync={"running": True, "done": 0, "total": total})
         self._log("info", f"GNU Health: re-pushing all {total} studies of the archive")
         self._urgent.set()
@@ -141,8 +168,23 @@ class SyncWorker:
     # ---- the worker thread ----
 
     def run(self):
-        """The thread's body: never dies on an unexpected error."""
+        """The thread's body: never dies. An error inside a step backs off
+        (below); anything escaping the loop itself restarts it, logged."""
         self._log("info", "GNU Health: sync worker started")
+        while True:
+            try:
+                self._loop()
+                break
+            except BaseException as error:  # noqa: B902 - the worker must not die
+                self._log("error", f"GNU Health: the sync worker crashed and is restarted: "
+                                   f"{error!r}\n{traceback.format_exc()}")
+                if self._stopping.is_set():
+                    break
+                self._urgent.wait(1.0)
+        self._answer_pending_requests()
+        self._log("info", "GNU Health: sync worker stopped")
+
+    def _loop(self):
         while not self._stopping.is_set():
             self._wake.clear()
             self._urgent.clear()
@@ -159,8 +201,6 @@ class SyncWorker:
                 more = False
             if not more and not self._stopping.is_set():
                 self._wait()
-        self._answer_pending_requests()
-        self._log("info", "GNU Health: sync worker stopped")
 
     def _wait(self):
         now = self._clock()
@@ -175,8 +215,11 @@ class SyncWorker:
         """One step; True when more work is waiting (call again at once)."""
         if self._cursor is None:
             self._viewers = viewers.installed_viewers(self._orthanc.get("/plugins"))
+            self._load_state()
             self._cursor = self._orthanc.get_cursor()
             self.status.update(cursor=self._cursor)
+            self._start_reconcile("start")
+        self._persist_noted()
         self._serve_requests()
         now = self._clock()
         if now < self._next_attempt:
@@ -189,6 +232,7 @@ class SyncWorker:
             more = self._push_changes()
             self._retry_failed()
             more = self._resync_step() or more
+            more = self._reconcile_step() or more
         except GnuHealthUnavailable as error:
             self._back_off(error)
             return False
@@ -209,17 +253,63 @@ class SyncWorker:
     def _push_changes(self):
         page = self._read_changes()
         work = changes.interpret(page.get("Changes", []), self._parent_study)
-        with self._lock:
-            noted, self._deleted = self._deleted, []
-        deleted = noted + [d for d in work.deleted if d not in noted]
-        try:
-            self._push_studies(work.dirty_studies, deleted)
-        except GnuHealthUnavailable:
-            with self._lock:
-                self._deleted = noted + self._deleted
-            raise
+        self._push_studies(work.dirty_studies)
+        known = {(d["level"], d["orthanc_id"]) for d in self._deleted}
+        deleted = self._deleted + [d for d in work.deleted
+                                   if (d["level"], d["orthanc_id"]) not in known]
+        if deleted:
+            # Persisted until sent: an outage here keeps them for the next try.
+            self._push_deletions(deleted)
+            self._deleted = []
+            self._save_state()
         self._set_cursor(page["Last"])
         return not page.get("Done", True)
+
+    # ---- the persisted state: pending deletions and failed studies ----
+
+    def _load_state(self):
+        get_state = getattr(self._orthanc, "get_state", None)
+        state = (get_state() if get_state else None) or {}
+        self._deleted = [d for d in state.get("deleted", [])
+                         if isinstance(d, dict) and d.get("level") in _PATHS]
+        for values in state.get("failed", []):
+            try:
+                failed = FailedStudy.from_state(values)
+            except (KeyError, TypeError):
+                continue
+            # Retry soon after a restart: the cause may have been fixed.
+            failed.next_retry = min(failed.next_retry, self._clock())
+            self._failed[failed.orthanc_id] = failed
+        self._saved_state = self._state_json()
+        self._publish_failed()
+        if self._deleted or self._failed:
+            self._log("info", f"GNU Health: resuming with {len(self._deleted)} deletion(s) "
+                              f"to send and {len(self._failed)} failed study(ies)")
+
+    def _state_json(self):
+        return json.dumps({"deleted": self._deleted,
+                           "failed": [dataclasses.asdict(f) for f in self._failed.values()]},
+                          sort_keys=True)
+
+    def _save_state(self):
+        text = self._state_json()
+        if text != self._saved_state:
+            set_state = getattr(self._orthanc, "set_state", None)
+            if set_state:
+                        set_state(json.loads(text))
+            self._saved_state = text
+        self.status.update(pending_deletions=len(self._deleted))
+
+    def _persist_noted(self):
+        with self._lock:
+            noted, self._noted = self._noted, []
+        if noted:
+            known = {(d["level"], d["orthanc_id"]) for d in self._deleted}
+            for gone in noted:
+                if (gone["level"], gone["orthanc_id"]) not in known:
+                    known.add((gone["level"], gone["orthanc_id"]))
+                    self._deleted.append(gone)
+            self._save_state()
 
     def _read_changes(self):
         page = self._changes_page()
@@ -231,6 +321,7 @@ class SyncWorker:
                                  f"{self._cursor} > last change {page['Last']}); "
                                  f"re-scanning it from the start")
             self._set_cursor(0)
+            self._start_reconcile("change log reset")
             page = self._changes_page()
         last = page["Last"]
         if not page.get("Done", True):
@@ -268,48 +359,50 @@ class SyncWorker:
             return None
         return mapping.map_study(study, series, instances)
 
-    def _push_studies(self, orthanc_ids, deleted):
-        """Fetch and push studies StudiesPerPush at a time (bounded memory);
-        deletions ride with the first push."""
+    def _push_studies(self, orthanc_ids):
+        """Fetch and push studies StudiesPerPush at a time (bounded memory)."""
         size = self._settings.studies_per_push
         for start in range(0, len(orthanc_ids), size):
             records = [r for r in map(self._fetch_study, orthanc_ids[start:start + size]) if r]
-            present = {r["orthanc_id"] for r in records}
-            # A study deleted then received again exists: do not mark it deleted.
-            deleted = [d for d in deleted
-                       if not (d["level"] == "study" and d["orthanc_id"] in present)]
-            if records or deleted:
-                self._push_isolating(records, deleted)
-            deleted = []
-        if deleted:
-            self._push_isolating([], deleted)
+            if records:
+                self._push_isolating(records)
 
-    def _push_isolating(self, records, deleted):
+    def _push_deletions(self, deleted):
+        """Tell GNU Health what left Orthanc, in slices; what Orthanc has
+        again (deleted then received again) is left out."""
+        still_gone = [d for d in deleted
+                      if self._orthanc.get(f"/{_PATHS[d['level']]}/{d['orthanc_id']}") is None]
+        for start in range(0, len(still_gone), DELETIONS_PER_PUSH):
+            chunk = still_gone[start:start + DELETIONS_PER_PUSH]
+            try:
+                self._push([], chunk)
+            except StudyRejected as error:
+                self._log("error", f"GNU Health refused to mark {len(chunk)} deleted "
+                                   f"resource(s) as gone from the PACS; they stay as they "
+                                   f"are in GNU Health: {error}")
+            else:
+                counts = {}
+                for d in chunk:
+                    counts[d["level"]] = counts.get(d["level"], 0) + 1
+                self._log("info", "GNU Health: marked as deleted from the PACS: " + ", ".join(
+                    f"{n} {level}" for level, n in sorted(counts.items())))
+
+    def _push_isolating(self, records):
         """Push a chunk; if GNU Health rejects it, push its studies one by
         one so a single bad study cannot hold back the others."""
         try:
-            self._push(records, deleted)
+            self._push(records, [])
         except StudyRejected as error:
-            if len(records) == 1 and not deleted:
+            if len(records) == 1:
                 self._record_failure(records[0], str(error))
                 return
             self._log("warning", f"GNU Health rejected a batch of {len(records)} studies "
                                  f"({error}); pushing them one by one")
             for record in records:
-                self._push_isolating([record], [])
-            if deleted:
-                self._push_deletions_alone(deleted)
+                self._push_isolating([record])
         else:
             for record in records:
                 self._succeeded(record)
-
-    def _push_deletions_alone(self, deleted):
-        try:
-            self._push([], deleted)
-        except StudyRejected as error:
-            self._log("error", f"GNU Health refused to mark {len(deleted)} deleted "
-                               f"resource(s) as gone from the PACS; they stay as they "
-                               f"are in GNU Health: {error}")
 
     def _push(self, records, deleted):
         batch = {"server": self._server(), "studies": records, "deleted": deleted}
@@ -337,20 +430,23 @@ class SyncWorker:
             self._log("info", f"GNU Health accepted study {record['study_uid']} "
                               f"after earlier failures")
             self._publish_failed()
+            self._save_state()
 
     def _record_failure(self, record, reason):
         now = self._clock()
         failed = self._failed.get(record["orthanc_id"])
         if failed is None:
+            reason = reason[:MAX_REASON]
             failed = FailedStudy(record["orthanc_id"], record["study_uid"], reason,
                                  first_attempt=now, last_attempt=now, retries=0,
                                  next_retry=now)
             self._failed[record["orthanc_id"]] = failed
         else:
             failed.retries += 1
-            failed.reason, failed.last_attempt = reason, now
+            failed.reason, failed.last_attempt = reason[:MAX_REASON], now
         failed.next_retry = now + back_off_delay(self._settings, failed.retries + 1)
         self._publish_failed()
+        self._save_state()
         self._log("error", f"GNU Health rejected study {record['study_uid']} (Orthanc "
                            f"{record['orthanc_id']}): {reason}; kept in the failed list, "
                            f"retried at {_iso(failed.next_retry)} or with POST "
@@ -366,8 +462,9 @@ class SyncWorker:
             if record is None:
                 self._failed.pop(orthanc_id, None)
                 self._publish_failed()
+                self._save_state()
                 continue
-            self._push_isolating([record], [])
+            self._push_isolating([record])
 
     # ---- on demand ----
 
@@ -410,21 +507,78 @@ class SyncWorker:
     # ---- whole-archive resync ----
 
     def _resync_step(self):
-        """Push one page of the archive; True while the resync goes on."""
+        """Push one page of the archive; True while the resync goes on.
+
+        Orthanc pages /studies by offset: a study deleted meanwhile shifts
+        the later ones back, and a plain `since += limit` would skip them.
+        So each page is read from one page earlier and resumes after the
+        last study pushed; if that study is gone, the whole window is
+        pushed again (idempotent) rather than risk a gap."""
         with self._lock:
             state = dict(self._resync) if self._resync else None
         if state is None:
             return False
         limit = self._settings.studies_per_push
-        ids = self._orthanc.get(f"/studies?since={state['since']}&limit={limit}") or []
-        self._push_studies(ids, [])
-        done = state["done"] + len(ids)
+        window_start = max(0, state["since"] - limit)
+        ids = self._orthanc.get(f"/studies?since={window_start}&limit={2 * limit}") or []
+        last_id = state.get("last_id")
+        start = ids.index(last_id) + 1 if last_id in ids else 0
+        chunk = ids[start:start + limit]
+        self._push_studies(chunk)
+        done = state["done"] + len(chunk)
         total = max(state["total"], done)
-        running = len(ids) == limit
+        running = bool(chunk)
         with self._lock:
-            self._resync = ({"since": state["since"] + len(ids), "done": done, "total": total}
+            self._resync = ({"since": window_start + start + len(chunk), "done": done,
+                             "total": total, "last_id": chunk[-1]}
                             if running else None)
         self.status.update(resync={"running": running, "done": done, "total": total})
         if not running:
             self._log("info", f"GNU Health: re-push of the archive finished ({done} studies)")
+            self._start_reconcile("resync")
+        return running
+
+    # ---- reconciliation: deletions nobody saw ----
+
+    def _start_reconcile(self, why):
+        if not self._reconcile_supported:
+            return
+        with self._lock:
+            self._reconcile = {"after": "", "checked": 0, "gone": 0, "why": why}
+        self.status.update(reconcile={"running": True, "checked": 0, "gone": 0})
+
+    def _reconcile_step(self):
+        """Compare one page of GNU Health's available studies with Orthanc;
+        True while there is more to compare."""
+        with self._lock:
+            state = dict(self._reconcile) if self._reconcile else None
+        if state is None:
+            return False
+        try:
+            ids = self._gnuhealth.available_studies(
+                self._settings.server_label, state["after"], RECONCILE_PAGE)
+        except (NotSupported, AttributeError) as error:
+            self._reconcile_supported = False
+            with self._lock:
+                self._reconcile = None
+            self.status.update(reconcile={"running": False, "checked": state["checked"],
+                                          "gone": state["gone"], "supported": False})
+            self._log("warning", f"GNU Health: cannot list its studies to find deletions "
+                                 f"missed while Orthanc was down ({error}); only deletions "
+                                 f"seen live are sent")
+            return False
+        gone = [{"level": "study", "orthanc_id": i} for i in ids
+                if self._orthanc.get(f"/studies/{i}") is None]
+        if gone:
+            self._push_deletions(gone)
+        checked, total_gone = state["checked"] + len(ids), state["gone"] + len(gone)
+        running = len(ids) == RECONCILE_PAGE
+        with self._lock:
+            self._reconcile = ({**state, "after": ids[-1], "checked": checked,
+                                "gone": total_gone} if running else None)
+        self.status.update(reconcile={"running": running, "checked": checked,
+                                      "gone": total_gone})
+        if not running and (total_gone or state["why"] != "start"):
+            self._log("info", f"GNU Health: reconciliation ({state['why']}) checked "
+                              f"{checked} studies, {total_gone} no longer in Orthanc")
         return running

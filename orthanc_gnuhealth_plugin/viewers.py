@@ -27,6 +27,7 @@ _VIEWER_PLUGINS = {
     "web-viewer": "webviewer",
     "stone-webviewer": "stone",
     "ohif": "ohif",
+    "orthanc-explorer-2": "oe2",
 }
 
 

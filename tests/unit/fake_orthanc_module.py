@@ -106,4 +106,6 @@ def make(configuration, archive):
     module.LogWarning = lambda line: module.logs.append(("warning", line))
     module.LogError = lambda line: module.logs.append(("error", line))
     module.call = call
+    module.explorer_javascript = []
+    module.ExtendOrthancExplorer = module.explorer_javascript.append
     return module

@@ -5,11 +5,12 @@ server (storescu of pydicom's CT_small.dcm, then GET /changes,
 /studies/{id}, /studies/{id}/series, /studies/{id}/instances).
 """
 import hashlib
+import json
 import re
 from urllib.parse import parse_qs, urlparse
 
 from orthanc_gnuhealth_plugin.config import Settings
-from orthanc_gnuhealth_plugin.errors import GnuHealthUnavailable, StudyRejected
+from orthanc_gnuhealth_plugin.errors import GnuHealthUnavailable, NotSupported, StudyRejected
 
 DATE = "20261128T152119"
 
@@ -50,6 +51,8 @@ class FakeOrthanc:
         self.last_seq = 0
         self.cursor_property = ""
         self.cursor_writes = []
+        self.state_property = ""  # JSON text, as Orthanc stores it
+        self.state_writes = 0
         self.plugins = list(plugins)
         self.requests = []
 
@@ -153,6 +156,13 @@ class FakeOrthanc:
         self.cursor_writes.append(cursor)
         self.cursor_property = str(cursor)
 
+    def get_state(self):
+        return json.loads(self.state_property) if self.state_property else {}
+
+    def set_state(self, state):
+        self.state_writes += 1
+        self.state_property = json.dumps(state)
+
     def get(self, path):
         self.requests.append(path)
         url = urlparse(path)
@@ -168,10 +178,13 @@ class FakeOrthanc:
             ids = sorted(self.studies)
             since, limit = int(query.get("since", 0)), int(query.get("limit", 0))
             return ids[since:since + limit] if limit else ids
-        match = re.fullmatch(r"/(studies|series)/([^/]+)(?:/(series|instances))?", url.path)
+        match = re.fullmatch(r"/(studies|series|instances)/([^/]+)(?:/(series|instances))?",
+                             url.path)
         if not match:
             raise AssertionError(f"the fake Orthanc does not serve {path}")
         level, resource_id, children = match.groups()
+        if level == "instances":
+            return self.instances.get(resource_id)
         if level == "series":
             return self.series.get(resource_id)
         study = self.studies.get(resource_id)
@@ -202,6 +215,8 @@ class FakeGnuHealth:
         self.unreachable = False
         self.rejected_uids = set()
         self.calls = 0
+        self.pacs_state = {}  # Orthanc study id -> "available" / "deleted"
+        self.can_list = True
 
     def push(self, batch):
         self.calls += 1
@@ -211,6 +226,19 @@ class FakeGnuHealth:
         if bad:
             raise StudyRejected(f"UserError: study {bad[0]} has no valid patient")
         self.batches.append(batch)
+        for study in batch["studies"]:
+            self.pacs_state[study["orthanc_id"]] = "available"
+        for gone in batch["deleted"]:
+            if gone["level"] == "study" and gone["orthanc_id"] in self.pacs_state:
+                self.pacs_state[gone["orthanc_id"]] = "deleted"
+
+    def available_studies(self, label, after, limit):
+        if not self.can_list:
+            raise NotSupported("no read access to gnuhealth.radiology.study")
+        if self.unreachable:
+            raise GnuHealthUnavailable("GNU Health at http://localhost:8000/ is unreachable")
+        return sorted(i for i, state in self.pacs_state.items()
+                      if state == "available" and i > after)[:limit]
 
     def pushed_uids(self):
         return [s["study_uid"] for b in self.batches for s in b["studies"]]

@@ -15,12 +15,14 @@ def test_default_viewer_urls_are_exact():
         "stone": f"https://pacs.example:8042/stone-webviewer/index.html?study={UID}",
         "explorer": f"https://pacs.example:8042/app/explorer.html#study?uuid={STUDY}",
         "webviewer": f"https://pacs.example:8042/web-viewer/app/viewer.html?series={SERIES}",
+        "oe2": f"https://pacs.example:8042/ui/app/#/filtered-studies?StudyInstanceUID={UID}"
+               f"&expand=series",
     }
 
 
 def test_series_viewer_is_left_out_without_series():
     urls = viewer_urls(DEFAULT_VIEWER_TEMPLATES, "http://pacs", UID, STUDY)
-    assert sorted(urls) == ["explorer", "ohif", "stone"]
+    assert sorted(urls) == ["explorer", "oe2", "ohif", "stone"]
 
 
 def test_study_viewers_open_the_lowest_numbered_series():

@@ -1,0 +1,115 @@
+"""Two Orthanc nodes share one PostgreSQL index (Debian's orthanc-postgresql,
+a private PostgreSQL 15 cluster started here); images go to both; every
+study is in GNU Health once."""
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from proteus import Model
+
+import samples
+import stack
+from stack import wait_until
+
+PG_BIN = Path('/usr/lib/postgresql/15/bin')
+PG_INDEX = stack.PLUGIN_DIR / 'libOrthancPostgreSQLIndex.so'
+pytestmark = pytest.mark.skipif(
+    not (PG_BIN / 'initdb').exists() or not PG_INDEX.exists(),
+    reason='needs Debian packages postgresql and orthanc-postgresql (scripts/install.sh)')
+
+
+def _as_postgres(*argv):
+    prefix = ['runuser', '-u', 'postgres', '--'] if os.geteuid() == 0 else []
+    return subprocess.run(prefix + [str(a) for a in argv], check=True,
+                          capture_output=True, text=True)
+
+
+@pytest.fixture
+def postgresql():
+    "A private PostgreSQL cluster on a free port; stopped by its PID."
+    folder = Path(tempfile.mkdtemp(prefix='orthanc-pg-'))
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        postgres = pwd.getpwnam('postgres')
+        os.chown(folder, postgres.pw_uid, postgres.pw_gid)
+    data, port = folder / 'data', stack.free_port()
+    _as_postgres(PG_BIN / 'initdb', '-D', data, '-U', 'orthanc', '--auth=trust',
+                 '-E', 'UTF8')
+    _as_postgres(PG_BIN / 'pg_ctl', '-D', data, '-l', folder / 'postgresql.log', '-w',
+                 '-o', f'-p {port} -k {folder} -c listen_addresses=127.0.0.1', 'start')
+    _as_postgres(PG_BIN / 'createdb', '-h', '127.0.0.1', '-p', port, '-U', 'orthanc',
+                 'orthanc')
+    yield port
+    pid = int((data / 'postmaster.pid').read_text().split()[0])
+    _as_postgres(PG_BIN / 'pg_ctl', '-D', data, '-m', 'fast', '-w', 'stop')
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        pass
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class ClusterNode(stack.Orthanc):
+    "An Orthanc node whose index is the shared PostgreSQL database."
+
+    def __init__(self, *args, pg_port, storage, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pg_port, self.storage = pg_port, storage
+
+    def configuration(self):
+        conf = super().configuration()
+        conf['Plugins'].append(str(PG_INDEX))
+        conf['StorageDirectory'] = str(self.storage)  # shared by the nodes
+        # The Web Viewer's SQLite cache must not be shared (it locks).
+        conf['WebViewer'] = {'CachePath': str(self.workdir / 'webviewer-cache')}
+        conf['PostgreSQL'] = {
+            'EnableIndex': True, 'EnableStorage': False, 'Host': '127.0.0.1',
+            'Port': self.pg_port, 'Database': 'orthanc', 'Username': 'orthanc',
+            'Password': '', 'Lock': False}  # Lock false: several nodes
+        return conf
+
+
+def test_two_nodes_one_postgresql_index_no_duplicates(
+        tmp_path, trytond, gnuhealth, postgresql, request):
+    nodes = [ClusterNode(tmp_path / name, trytond.url, name='cluster', pg_port=postgresql,
+                         storage=tmp_path / 'storage',
+                         gnuhealth={'RetryMinDelay': 0.5, 'RetryMaxDelay': 2,
+                                    'PollInterval': 1, 'PublicUrl': 'http://pacs:8042'})
+             for name in ('node-a', 'node-b')]
+    try:
+        for node in nodes:
+            node.start()
+        expected = set()
+        for n in range(20):
+            uid = f'1.2.826.0.1.3680043.8.498.4242.{n}'
+            expected.add(uid)
+            files = samples.generate_study(tmp_path / 'dicom' / str(n), series=1,
+                                           instances=2, study_uid=uid, PatientID=f'CL-{n}')
+            nodes[n % 2].store(files)
+            if n % 5 == 0:  # some studies reach both nodes
+                nodes[(n + 1) % 2].store(files)
+        assert len(nodes[0].get('/studies')) == len(nodes[1].get('/studies')) == 20
+        Study = Model.get('gnuhealth.radiology.study')
+
+        def all_once():
+            found = [s.study_uid for s in Study.find([])]
+            return len(found) == 20 and set(found) == expected
+        wait_until(all_once, 60, '20 studies once in GNU Health')
+        for node in nodes:
+            wait_until(lambda: node.get('/gnuhealth/status')['pending'] == 0, 30, 'idle')
+        assert len(Model.get('gnuhealth.radiology.instance').find([])) == 40
+        assert all(not node.get('/gnuhealth/status')['failed'] for node in nodes)
+    finally:
+        for node in nodes:
+            node.stop()
+        report = getattr(request.node, 'rep_call', None)
+        if report is not None and report.failed:
+            import sys
+            for node in nodes:
+                log = node.workdir / 'orthanc.log'
+                if log.exists():
+                    sys.stderr.write(f'\n----- {log}\n' + ''.join(
+                        log.read_text(errors='replace').splitlines(True)[-40:]))

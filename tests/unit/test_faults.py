@@ -1,0 +1,172 @@
+"""Faults: restarts, deletions nobody saw, resync under deletion, DB outages."""
+import threading
+import xmlrpc.client
+
+from orthanc_gnuhealth_plugin.errors import GnuHealthUnavailable, StudyRejected
+from orthanc_gnuhealth_plugin.gnuhealth_client import classify
+from orthanc_gnuhealth_plugin.sync import SyncWorker
+
+from fakes import FakeClock, FakeGnuHealth, FakeOrthanc, settings
+from test_sync import Log, make_worker, run_until_idle, store_studies
+
+
+def test_noted_deletions_are_persisted_before_they_are_sent_and_survive_a_crash():
+    orthanc, gnuhealth, clock, log = FakeOrthanc(), FakeGnuHealth(), FakeClock(), Log()
+    [study_id] = store_studies(orthanc, 1)
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    gnuhealth.unreachable = True
+    for level, resource_id in orthanc.delete_study(study_id):
+        worker.note_deleted(level, resource_id)
+    worker.run_once()
+    assert len(orthanc.get_state()["deleted"]) == 3
+    assert worker.status.to_json()["pending_deletions"] == 3
+    # Orthanc is killed; a new worker (new process) reads the state.
+    gnuhealth.unreachable = False
+    restarted = make_worker(orthanc, gnuhealth, clock, log, reconcile=False)
+    run_until_idle(restarted)
+    assert [d["level"] for d in gnuhealth.deleted()] == ["study", "series", "instance"]
+    assert orthanc.get_state()["deleted"] == []
+    assert restarted.status.to_json()["pending_deletions"] == 0
+
+
+def test_failed_list_survives_a_restart_and_is_retried_at_once():
+    orthanc, gnuhealth, clock, log = FakeOrthanc(), FakeGnuHealth(), FakeClock(), Log()
+    store_studies(orthanc, 2)
+    gnuhealth.rejected_uids = {"1.2.3.0"}
+    run_until_idle(make_worker(orthanc, gnuhealth, clock, log))
+    assert [f["study_uid"] for f in orthanc.get_state()["failed"]] == ["1.2.3.0"]
+    restarted = make_worker(orthanc, gnuhealth, clock, log)
+    restarted.run_once()
+    assert [f["study_uid"] for f in restarted.status.to_json()["failed"]] == ["1.2.3.0"]
+    gnuhealth.rejected_uids = set()
+    clock.advance(60)
+    run_until_idle(restarted)
+    assert restarted.status.to_json()["failed"] == []
+    assert orthanc.get_state()["failed"] == []
+    assert gnuhealth.pushed_uids().count("1.2.3.0") == 1
+
+
+def test_reconciliation_marks_studies_deleted_while_nobody_watched():
+    orthanc, gnuhealth, clock, log = FakeOrthanc(), FakeGnuHealth(), FakeClock(), Log()
+    ids = store_studies(orthanc, 5)
+    run_until_idle(make_worker(orthanc, gnuhealth, clock, log))
+    # Deleted while Orthanc's plugin was down (or by a node that crashed).
+    orthanc.delete_study(ids[1])
+    orthanc.delete_study(ids[3])
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    assert sorted(d["orthanc_id"] for d in gnuhealth.deleted()) == sorted([ids[1], ids[3]])
+    assert worker.status.to_json()["reconcile"] == {"running": False, "checked": 5, "gone": 2}
+
+
+def test_reconciliation_pages_through_a_large_archive(monkeypatch):
+    import orthanc_gnuhealth_plugin.sync as sync
+    monkeypatch.setattr(sync, "RECONCILE_PAGE", 3)
+    orthanc, gnuhealth, clock, log = FakeOrthanc(), FakeGnuHealth(), FakeClock(), Log()
+    ids = store_studies(orthanc, 10)
+    run_until_idle(make_worker(orthanc, gnuhealth, clock, log))
+    for study_id in ids[::3]:
+        orthanc.delete_study(study_id)
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    assert sorted(d["orthanc_id"] for d in gnuhealth.deleted()) == sorted(ids[::3])
+    assert worker.status.to_json()["reconcile"]["checked"] == 10
+
+
+def test_reconciliation_without_access_degrades_to_live_deletions():
+    orthanc, gnuhealth, clock, log = FakeOrthanc(), FakeGnuHealth(), FakeClock(), Log()
+    store_studies(orthanc, 2)
+    gnuhealth.can_list = False
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    assert sorted(gnuhealth.pushed_uids()) == ["1.2.3.0", "1.2.3.1"]
+    assert worker.status.to_json()["reconcile"]["supported"] is False
+    assert any("cannot list" in line for line in log.at("warning"))
+
+
+def test_resync_skips_nothing_when_studies_are_deleted_meanwhile():
+    orthanc, gnuhealth, clock, log = FakeOrthanc(), FakeGnuHealth(), FakeClock(), Log()
+    ids = sorted(store_studies(orthanc, 12))
+    worker = make_worker(orthanc, gnuhealth, clock, log, studies_per_push=3, reconcile=False)
+    run_until_idle(worker)
+    gnuhealth.batches.clear()
+    worker.start_resync()
+    worker.run_once()  # the first page: ids[0:3]
+    for study_id in ids[:3]:
+        orthanc.delete_study(study_id)  # shifts every offset back by 3
+    run_until_idle(worker)
+    pushed = {s["orthanc_id"] for b in gnuhealth.batches for s in b["studies"]}
+    assert pushed >= set(ids[3:])
+    assert not worker.status.to_json()["resync"]["running"]
+
+
+def test_resync_survives_the_last_pushed_study_being_deleted():
+    orthanc, gnuhealth, clock, log = FakeOrthanc(), FakeGnuHealth(), FakeClock(), Log()
+    ids = sorted(store_studies(orthanc, 9))
+    worker = make_worker(orthanc, gnuhealth, clock, log, studies_per_push=3, reconcile=False)
+    run_until_idle(worker)
+    gnuhealth.batches.clear()
+    worker.start_resync()
+    worker.run_once()
+    orthanc.delete_study(ids[2])
+    orthanc.delete_study(ids[1])
+    run_until_idle(worker)
+    pushed = {s["orthanc_id"] for b in gnuhealth.batches for s in b["studies"]}
+    assert pushed >= set(ids[3:])
+
+
+def test_database_outage_faults_back_off_the_whole_sync():
+    s = settings()
+    for message in ['could not connect to server: Connection refused',
+                    'OperationalError: database is locked',
+                    'FATAL: terminating connection due to administrator command',
+                    'the database system is starting up', 'no such column: a.oe2_template']:
+        assert isinstance(classify(xmlrpc.client.Fault(255, message), s),
+                          GnuHealthUnavailable), message
+    assert isinstance(classify(xmlrpc.client.Fault(255, "KeyError: 'series'"), s),
+                      StudyRejected)
+    assert isinstance(classify(xmlrpc.client.Fault(1, 'The value of "study_uid" is too long'),
+                               s), StudyRejected)
+
+
+def test_database_outage_keeps_the_cursor_and_failed_list_empty():
+    orthanc, clock, log = FakeOrthanc(), FakeClock(), Log()
+
+    class Outage(FakeGnuHealth):
+        def push(self, batch):
+            raise classify(xmlrpc.client.Fault(255, "could not connect to server"), settings())
+    store_studies(orthanc, 3)
+    worker = make_worker(orthanc, Outage(), clock, log)
+    worker.run_once()
+    status = worker.status.to_json()
+    assert status["failed"] == [] and status["cursor"] == 0
+    assert status["gnuhealth_reachable"] is False
+
+
+def test_worker_loop_is_restarted_when_something_escapes_it():
+    orthanc, gnuhealth, log = FakeOrthanc(), FakeGnuHealth(), Log()
+    orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
+    worker = SyncWorker(settings(poll_interval=0.02), orthanc, gnuhealth, log)
+    original, calls = worker._wait, []
+
+    def exploding_wait():
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt("escaped")
+        original()
+    worker._wait = exploding_wait
+    worker._urgent.wait = lambda timeout=None: None  # no 1 s pause in the test
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        for _ in range(300):
+            if len(calls) > 2:
+                break
+            threading.Event().wait(0.01)
+    finally:
+        worker.stop()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert any("restarted" in line for line in log.at("error"))
+    assert gnuhealth.pushed_uids() == ["1.2.3"]
