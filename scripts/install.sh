@@ -18,9 +18,14 @@ fi
 
 # Orthanc and its plugins, dcmtk for C-STORE/C-FIND, and Debian's Python 3.11:
 # Orthanc's embedded interpreter is /usr/bin/python3, so the venv must be too.
-apt_packages=(orthanc orthanc-python orthanc-dicomweb orthanc-webviewer
+apt_packages=(orthanc orthanc-python orthanc-dicomweb orthanc-webviewer orthanc-postgresql
               python3 python3-venv)
-[ -n "$plugin_only" ] || apt_packages+=(dcmtk)
+# Not for the plugin alone: dcmtk for the tests, Chromium for the browser
+# tests (driven by Playwright, never `playwright install`), and npm for SAO
+# unless one is there already (e.g. from NodeSource's nodejs).
+# PostgreSQL 15 for the tests of a two-node Orthanc cluster (tests/integration).
+[ -n "$plugin_only" ] || apt_packages+=(dcmtk chromium postgresql)
+[ -n "$plugin_only" ] || command -v npm >/dev/null || apt_packages+=(npm)
 
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -52,4 +57,35 @@ if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
         "$venv/bin/pip" install -q -e "$here[$extras]"
     fi
     touch "$stamp"
+fi
+
+# SAO, Tryton's web client, served by trytond from [web] root (scripts/stack.py).
+# Pinned. The npm tarball holds the built dist/; its browser libraries are
+# bower packages (fetched from GitHub by its postinstall), so we take the same
+# libraries from npm instead and lay them out where index.html expects them.
+sao_version=7.0.56
+sao_libraries=(jquery@3.7.1 bootstrap@3.4.1 moment@2.30.1 gettext.js@0.7.0
+               c3@0.7.20 d3@5.16.0 papaparse@5.4.1 fullcalendar@3.10.5
+               mousetrap@1.6.5 sortablejs@1.15.2)
+sao=$here/.cache/sao
+if [ -z "$plugin_only" ] && [ ! -f "$sao/.version-$sao_version" ]; then
+    echo "install.sh: installing the SAO web client $sao_version into $sao"
+    rm -rf "$sao" "$sao.tmp"
+    mkdir -p "$sao.tmp/vendor"
+    (cd "$sao.tmp" && npm pack --silent "tryton-sao@$sao_version" >/dev/null \
+        && tar xzf "tryton-sao-$sao_version.tgz")
+    echo '{"private": true}' > "$sao.tmp/vendor/package.json"
+    (cd "$sao.tmp/vendor" && npm install --silent --ignore-scripts --no-audit \
+        --no-fund "${sao_libraries[@]}" >/dev/null)
+    mv "$sao.tmp/vendor" "$sao.tmp/package/vendor"
+    mv "$sao.tmp/package" "$sao"
+    rm -rf "$sao.tmp"
+    modules=../vendor/node_modules
+    mkdir -p "$sao/bower_components/d3"
+    for name in jquery bootstrap moment gettext.js c3 papaparse fullcalendar mousetrap; do
+        ln -s "$modules/$name" "$sao/bower_components/$name"
+    done
+    ln -s "$modules/sortablejs" "$sao/bower_components/Sortable"
+    ln -s "../$modules/d3/dist/d3.min.js" "$sao/bower_components/d3/d3.min.js"
+    touch "$sao/.version-$sao_version"
 fi

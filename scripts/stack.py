@@ -37,8 +37,14 @@ MODULES = ['health_imaging', 'health_imaging_worklist', 'health_radiology']
 ADMIN = ('admin', 'gnuhealth-admin')
 SYNC = ('orthanc-sync', 'orthanc-sync-secret')
 ORTHANC_ADMIN = ('orthanc', 'orthanc-admin')
+# The demo's people (scripts/demo_data.py DEMO_USERS), for SAO.
+CLINICIAN = ('clinician', 'clinician-demo')
+RADIOLOGIST = ('radiologist', 'radiologist-demo')
+UNMATCHED_PATIENT_ID = 'EXT-77812'
 ORTHANC_AET = 'ORTHANC'
 PLUGIN_DIR = Path('/usr/share/orthanc/plugins')
+# The SAO web client, installed by scripts/install.sh, served by trytond.
+SAO = CACHE / 'sao'
 LAUNCHER = REPO / 'orthanc_gnuhealth_plugin' / 'launcher' / 'orthanc_gnuhealth.py'
 
 
@@ -109,6 +115,7 @@ def trytond_conf(directory, port, database_dir):
         f'path = {database_dir}\n'
         '[web]\n'
         f'listen = 127.0.0.1:{port}\n'
+        + (f'root = {SAO}\n' if (SAO / 'index.html').exists() else '') +
         '[session]\n'
         # Demo logins are short-lived in a browser; the sync account's session
         # is renewed by the plugin when it expires.
@@ -124,6 +131,7 @@ def _template_key():
             digest.update(str(path.relative_to(REPO)).encode())
             digest.update(path.read_bytes())
     digest.update(Path(__file__).read_bytes())
+    digest.update((REPO / 'scripts' / 'demo_data.py').read_bytes())
     freeze = subprocess.run([VENV / 'bin' / 'pip', 'freeze'], check=True,
                             capture_output=True, text=True).stdout
     digest.update(freeze.encode())
@@ -308,7 +316,15 @@ def _ports():
 def _start_stack():
     tryton_port, http_port, dicom_port = _ports()
     STACK.mkdir(exist_ok=True)
-    trytond = Trytond(STACK / 'trytond', tryton_port)
+    # The demo keeps its database between runs, unless the template changed
+    # (new module code or accounts): then it starts from the new one.
+    template = template_database()
+    marker = STACK / 'trytond' / 'template'
+    if not marker.exists() or marker.read_text() != template.name:
+        (STACK / 'trytond' / f'{DATABASE}.sqlite').unlink(missing_ok=True)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(template.name)
+    trytond = Trytond(STACK / 'trytond', tryton_port, template=template)
     orthanc = Orthanc(STACK / 'orthanc', trytond.url, http_port, dicom_port,
                       stable_age=10)
     for server in (trytond, orthanc):
@@ -333,13 +349,44 @@ def _start_stack():
     return trytond, orthanc
 
 
-def _send_samples(orthanc):
-    files = samples.real_samples() + samples.generate_study(
-        STACK / 'samples', series=3, instances=20,
+def demo_records(trytond):
+    "Create the demo patients and orders in a running trytond, as admin."
+    import demo_data
+    from proteus import config as proteus_config
+    with proteus_config.set_xmlrpc_session(
+            trytond.database_url, username=ADMIN[0], password=ADMIN[1]):
+        return demo_data.records()
+
+
+def send_demo_studies(orthanc, patients, directory):
+    """Send the sample studies: one per demo patient that has one (with its
+    PUID, and its order's code as accession when asked), one that matches
+    no one, pydicom's real files and a generated 3-series CT."""
+    directory = Path(directory)
+    files = []
+    for number, patient in enumerate(patients):
+        if not patient['study']:
+            continue
+        files += samples.generate_study(
+            directory / f'patient-{number}', series=2, instances=5,
+            SpecificCharacterSet='ISO_IR 192', PatientID=patient['puid'],
+            PatientName=f"{patient['lastname']}^{patient['name']}",
+            AccessionNumber=patient['request'] if patient['accession'] else None,
+            StudyDescription=patient['study'])
+    files += samples.generate_study(
+        directory / 'unmatched', series=1, instances=3,
+        PatientID=UNMATCHED_PATIENT_ID, PatientName='Walk-in^Unknown',
+        AccessionNumber=None, StudyDescription='CT chest, walk-in (no order)')
+    files += samples.real_samples() + samples.generate_study(
+        directory / 'generated', series=3, instances=20,
         PatientName='Demo^Generated', PatientID='DEMO-0001',
         StudyDescription='Generated CT, 3 series')
     orthanc.store(files)
     return len(files)
+
+
+def _send_samples(orthanc, trytond):
+    return send_demo_studies(orthanc, demo_records(trytond), STACK / 'samples')
 
 
 def _banner(orthanc, trytond, sent):
@@ -348,8 +395,11 @@ def _banner(orthanc, trytond, sent):
             f'(login {ORTHANC_ADMIN[0]} / {ORTHANC_ADMIN[1]})\n'
             f'Orthanc DICOM:    AET {ORTHANC_AET} on port {orthanc.dicom_port}\n'
             f'Sync status:      {orthanc.url}/gnuhealth/status\n'
-            f'GNU Health RPC:   {trytond.url}  database {DATABASE}  '
-            f'(login {ADMIN[0]} / {ADMIN[1]})\n'
+            f'GNU Health RPC:   {trytond.url}  database {DATABASE}\n'
+            f'GNU Health web:   {trytond.url}  (SAO; database {DATABASE})\n'
+            f'  administrator   {ADMIN[0]} / {ADMIN[1]}\n'
+            f'  clinician       {CLINICIAN[0]} / {CLINICIAN[1]}\n'
+            f'  radiology staff {RADIOLOGIST[0]} / {RADIOLOGIST[1]}\n'
             f'Logs and data:    {STACK}/\n')
 
 
@@ -385,7 +435,7 @@ def main(argv=None):
         return
     try:
         trytond, orthanc = _start_stack()
-        print(_banner(orthanc, trytond, _send_samples(orthanc)), flush=True)
+        print(_banner(orthanc, trytond, _send_samples(orthanc, trytond)), flush=True)
     except BaseException:
         down()
         raise

@@ -1,0 +1,143 @@
+"""What clinicians, radiology staff and radiologists see, in a real browser.
+
+Debian's chromium, headless, driven by Playwright, against the real stack
+(conftest.py). Each test leaves a screenshot in docs/screenshots/.
+"""
+import re
+import xmlrpc.client
+
+import pytest
+
+import sao
+import stack
+from sao import screenshot
+
+CLINICIAN_NAME = 'Dr. Clara Clinician'
+RADIOLOGIST_NAME = 'Dr. Rafael Radiologist'
+
+
+def study_of(demo, dicom_patient_id):
+    study, = [s for s in demo.studies() if s['dicom_patient_id'] == dicom_patient_id]
+    return study
+
+
+def test_clinician_opens_linked_study_in_web_viewer(demo, page):
+    ana = demo.patient('García')
+    sao.login(page, demo, stack.CLINICIAN, CLINICIAN_NAME,
+              f"model/gnuhealth.patient/{ana['patient_id']}")
+    sao.notebook_page(page, 'Imaging Studies')
+    tab = sao.current_tab(page)
+    row = tab.locator('tr', has_text='CT chest, 2 series')
+    row.wait_for()
+    link = row.locator('a[href*="/web-viewer/app/viewer.html?series="]')
+    assert link.count() == 1
+    study = study_of(demo, ana['puid'])
+    assert row.locator('a[href*="/app/explorer.html"]').get_attribute('href') == (
+        f"{demo.orthanc.url}/app/explorer.html#study?uuid={study['orthanc_id']}")
+    # Only installed viewers are offered: this Orthanc has no OHIF nor Stone.
+    assert tab.locator('a[href*="/ohif/"], a[href*="stone-webviewer"]').count() == 0
+    screenshot(page, 'sao-patient-imaging-tab')
+
+    images = []
+    page.context.on('response', lambda r: images.append(r) if (
+        r.url.startswith(demo.orthanc.url + '/web-viewer/instances/')) else None)
+    with page.context.expect_page() as opened:
+        link.click()
+    viewer = opened.value
+    viewer.wait_for_load_state('load')
+    assert viewer.url.startswith(demo.orthanc.url + '/web-viewer/app/viewer.html?series=')
+    viewer.wait_for_function('() => document.querySelectorAll("canvas").length > 0')
+    stack.wait_until(lambda: any(r.status == 200 for r in images), 30,
+                     'the web viewer loading images from Orthanc')
+    viewer.wait_for_timeout(1000)  # let the first image paint
+    screenshot(viewer, 'orthanc-web-viewer')
+
+
+def test_radiologist_links_unmatched_study(demo, page):
+    chloe = demo.patient('Martin')
+    sao.login(page, demo, stack.RADIOLOGIST, RADIOLOGIST_NAME)
+    sao.menu(page, 'Radiology', 'Unmatched Studies')
+    tab = sao.current_tab(page)
+    tab.get_by_text('CT chest, walk-in (no order)').click()
+    sao.launch_action(page, 'Link Studies')
+    wizard = sao.dialog(page)
+    field = wizard.locator('input[name="patient"]')
+    field.fill('Martin')
+    field.press('Tab')
+    # SAO fills in a single match, or asks which one in a search dialog.
+    sao.pick_in_search(page, 'Search Patient', 'Martin, Chloé')
+    page.wait_for_function(
+        '() => [...document.querySelectorAll(".modal-dialog input[name=patient]")]'
+        '.some(e => e.value.includes("Martin"))')
+    screenshot(page, 'sao-link-wizard')
+    wizard.get_by_role('button', name=re.compile('link', re.I)).click()
+    wizard.wait_for(state='detached')
+
+    study = study_of(demo, stack.UNMATCHED_PATIENT_ID)
+    assert study['link_state'] == 'linked'
+    assert study['patient'] == chloe['patient_id']
+
+    page.goto(f"{demo.trytond.url}#{stack.DATABASE}/model/gnuhealth.patient/"
+              f"{chloe['patient_id']}")
+    page.reload()
+    sao.notebook_page(page, 'Imaging Studies')
+    sao.current_tab(page).locator(
+        'tr', has_text='CT chest, walk-in (no order)').wait_for()
+    screenshot(page, 'sao-patient-after-link')
+
+
+def test_orthanc_explorer_shows_gnuhealth_state(demo, page):
+    ana = demo.patient('García')
+    study = study_of(demo, ana['puid'])
+    page.goto(f"{demo.orthanc.url}/app/explorer.html#study?uuid={study['orthanc_id']}")
+    box = page.locator('#gnuhealth-study')
+    page.wait_for_selector('#gnuhealth-study[data-gnuhealth-state="synced"]')
+    assert 'García' in box.locator('#gnuhealth-patient').inner_text()
+    open_link = box.locator('#gnuhealth-open')
+    assert open_link.get_attribute('href') == (
+        f"{demo.trytond.url}#{stack.DATABASE}/model/gnuhealth.radiology.study/{study['id']}")
+    screenshot(page, 'orthanc-explorer-study')
+
+    box.locator('#gnuhealth-send').click()
+    box.locator('#gnuhealth-message', has_text='Sent to GNU Health.').wait_for()
+    assert box.get_attribute('data-gnuhealth-state') == 'synced'
+
+    # Orthanc Explorer's home page says what the plugin is doing.
+    page.goto(f"{demo.orthanc.url}/app/explorer.html")
+    page.locator('#gnuhealth-status-text', has_text='sent to GNU Health').wait_for()
+
+
+def test_clinician_has_no_admin_menus_nor_pacs_writes(demo, page):
+    bruno = demo.patient('Costa')
+    study = study_of(demo, bruno['puid'])
+    sao.login(page, demo, stack.CLINICIAN, CLINICIAN_NAME,
+              f"model/gnuhealth.radiology.study/{study['id']}")
+    menu = page.locator('#menu')
+    menu.get_by_text('Health', exact=True).wait_for()
+    assert menu.get_by_text('Administration', exact=True).count() == 0
+    assert menu.get_by_text('Radiology', exact=True).count() == 0
+    form = sao.current_tab(page)
+    for name in ('description', 'dicom_patient_id', 'accession', 'study_uid'):
+        field = form.locator(f'[name="{name}"]').first
+        field.wait_for(state='attached')
+        assert (field.get_attribute('readonly') is not None
+                or field.get_attribute('disabled') is not None
+                or field.evaluate('e => !e.matches("input, textarea, select")')), name
+    assert form.locator('button#delete_').count() == 0 or \
+        form.locator('button#delete_').is_disabled()
+    # Each series links to Orthanc's preview of its first image.
+    preview = form.locator('a[href*="/instances/"][href$="/preview"]').first
+    preview.wait_for(state='attached')
+    answer = page.request.get(preview.get_attribute('href'))
+    assert answer.ok and answer.headers['content-type'] == 'image/png'
+    screenshot(page, 'sao-study-form-clinician')
+
+    # And the server refuses what the form does not offer.
+    with xmlrpc.client.ServerProxy(
+            demo.trytond.database_url.replace('http://', 'http://%s:%s@' % stack.CLINICIAN),
+            allow_none=True) as server:
+        with pytest.raises(xmlrpc.client.Fault):
+            server.model.gnuhealth.radiology.study.write(
+                [study['id']], {'description': 'changed'}, {})
+        with pytest.raises(xmlrpc.client.Fault):
+            server.model.gnuhealth.radiology.study.delete([study['id']], {})
