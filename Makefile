@@ -8,7 +8,7 @@ export DB_NAME ?= :memory:
 export DB_CACHE ?= $(CURDIR)/.cache/tryton-tests/$(shell cat tryton_stub_module/*.py \
 	tryton_stub_module/*.xml tryton_stub_module/tryton.cfg | sha256sum | cut -c1-16)
 
-.PHONY: install demo up down test test-unit test-tryton test-integration test-browser benchmark
+.PHONY: install demo up down test test-unit test-tryton test-integration test-browser
 
 install:
 	bash scripts/install.sh
