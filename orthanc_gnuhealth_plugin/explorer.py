@@ -14,7 +14,7 @@ from urllib.parse import quote
 from proteus import config as proteus_config
 
 from .errors import GnuHealthUnavailable
-from .gnuhealth_client import SessionExpired, _timeout_transport, classify
+from .gnuhealth_client import SessionExpired, classify, open_session
 
 STUDY_MODEL = "gnuhealth.radiology.study"
 _FIELDS = ["id", "reception", "pacs_state", "link_state", "link_note",
@@ -164,15 +164,4 @@ class StudyLookup:
             raise translated from error
 
     def _login(self):
-        settings = self._settings
-        headers = []
-        session = self._login_function(
-            settings.rpc_url, username=settings.tryton_user,
-            password=settings.tryton_password, headers=headers,
-            transport=_timeout_transport(settings.rpc_url, settings.rpc_timeout, headers))
-        try:
-            return session.__enter__()
-        except Exception as error:
-            raise GnuHealthUnavailable(
-                f"login to GNU Health at {settings.rpc_url} as "
-                f"{settings.tryton_user!r} failed: {error}") from error
+        return open_session(self._settings, self._login_function)

@@ -93,6 +93,30 @@ def classify(error, settings):
     return None
 
 
+def open_session(settings, login_function):
+    """Log in once with proteus and return its configuration; raises
+    GnuHealthUnavailable naming the settings to check."""
+    headers = []
+    session = login_function(
+        settings.rpc_url, username=settings.tryton_user,
+        password=settings.tryton_password, headers=headers,
+        transport=_timeout_transport(settings.rpc_url, settings.rpc_timeout, headers))
+    try:
+        # set_xmlrpc_session is a generator context manager: entering it
+        # logs in; the caller keeps it for as long as it is valid.
+        return session.__enter__()
+    except Exception as error:
+        refused = isinstance(error, xmlrpc.client.Fault) or (
+            isinstance(error, xmlrpc.client.ProtocolError) and error.errcode in (401, 403))
+        translated = None if refused else classify(error, settings)
+        if isinstance(translated, GnuHealthUnavailable):
+            raise translated from error
+        raise GnuHealthUnavailable(
+            f"login to GNU Health at {settings.rpc_url} as {settings.tryton_user!r} "
+            f"refused ({error}): check GnuHealth.TrytonUser and "
+            f"GnuHealth.TrytonPassword") from error
+
+
 class GnuHealthClient:
     def __init__(self, settings, log=lambda line: None,
                  login=proteus_config.set_xmlrpc_session):
@@ -164,26 +188,7 @@ class GnuHealthClient:
         return config
 
     def _login(self):
-        settings = self._settings
-        headers = []
-        session = self._login_function(
-            settings.rpc_url, username=settings.tryton_user,
-            password=settings.tryton_password, headers=headers,
-            transport=_timeout_transport(settings.rpc_url, settings.rpc_timeout, headers))
-        try:
-            # set_xmlrpc_session is a generator context manager: entering it
-            # logs in; we keep it for the life of the thread.
-            return session.__enter__()
-        except Exception as error:
-            refused = isinstance(error, xmlrpc.client.Fault) or (
-                isinstance(error, xmlrpc.client.ProtocolError) and error.errcode in (401, 403))
-            translated = None if refused else classify(error, settings)
-            if isinstance(translated, GnuHealthUnavailable):
-                raise translated from error
-            raise GnuHealthUnavailable(
-                f"login to GNU Health at {settings.rpc_url} as {settings.tryton_user!r} "
-                f"refused ({error}): check GnuHealth.TrytonUser and "
-                f"GnuHealth.TrytonPassword") from error
+        return open_session(self._settings, self._login_function)
 
     def _forget_session(self):
         self._local.config = None
