@@ -98,6 +98,10 @@ def test_two_nodes_one_postgresql_index_no_duplicates(
             found = [s.study_uid for s in Study.find([])]
             return len(found) == 20 and set(found) == expected
         wait_until(all_once, 60, '20 studies once in GNU Health')
+        # A study is first pushed while still receiving; its last instances
+        # arrive with the push at StableStudy, so wait for completeness.
+        wait_until(lambda: all(s.reception == 'complete' for s in Study.find([])),
+                   60, 'all 20 studies complete')
         for node in nodes:
             wait_until(lambda: node.get('/gnuhealth/status')['pending'] == 0, 30, 'idle')
         assert len(Model.get('gnuhealth.radiology.instance').find([])) == 40
