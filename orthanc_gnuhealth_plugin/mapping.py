@@ -46,7 +46,9 @@ def uid(value):
     a study lands in the failed list, named, with that reason."""
     if not isinstance(value, str):
         return None
-    return text(value.replace(" ", ""), None)
+    # text() turns control characters into spaces, so drop spaces after it.
+    cleaned = text(value, None)
+    return cleaned.replace(" ", "") or None if cleaned else None
 
 
 def dicom_date(value):
