@@ -51,15 +51,36 @@ def dialog(page):
     return page.locator('.modal-dialog').last
 
 
-def pick_in_search(page, title, record, timeout=3000):
-    "If SAO opens its search dialog `title`, choose `record` in it."
-    from playwright.sync_api import TimeoutError
-    search = page.locator('.modal-dialog', has_text=title).last
-    try:
-        search.wait_for(timeout=timeout)
-    except TimeoutError:
-        return
-    # The row's selector, not its text: the text links to the record.
-    search.locator('tr', has_text=record).first.locator('input').first.click()
-    search.get_by_role('button', name=re.compile(r'^\s*ok\s*$', re.I)).click()
-    search.wait_for(state='detached')
+def choose(page, name, typed, record, timeout=30000):
+    """Type `typed` in the dialog's many2one field `name` and end up with
+    `record` (its full label) chosen.
+
+    SAO fills in a single match itself, or opens its search dialog when
+    several match; either may take a server round-trip, so wait for
+    whichever happens rather than for a fixed time.
+    """
+    field = dialog(page).locator(f'input[name="{name}"]')
+    field.fill(typed)
+    field.press('Tab')
+    outcome = page.wait_for_function(
+        """([name, record]) => {
+            const dialogs = [...document.querySelectorAll('.modal-dialog')];
+            if (dialogs.some(d => [...d.querySelectorAll(`input[name="${name}"]`)]
+                    .some(e => e.value === record))) {
+                return 'chosen';
+            }
+            return dialogs.some(d => d.querySelector('.modal-title')
+                && d.querySelector('.modal-title').textContent.includes('Search'))
+                ? 'search' : false;
+        }""", arg=[name, record], timeout=timeout).json_value()
+    if outcome == 'search':
+        search = page.locator('.modal-dialog', has=page.locator(
+            '.modal-title', has_text='Search')).last
+        # The row's selector, not its text: the text links to the record.
+        search.locator('tr', has_text=record).first.locator('input').first.click()
+        search.get_by_role('button', name=re.compile(r'^\s*ok\s*$', re.I)).click()
+        search.wait_for(state='detached')
+        page.wait_for_function(
+            """([name, record]) => [...document.querySelectorAll(
+                `.modal-dialog input[name="${name}"]`)].some(e => e.value === record)""",
+            arg=[name, record], timeout=timeout)
