@@ -9,6 +9,8 @@ from types import MappingProxyType
 from typing import Mapping, Optional
 from urllib.parse import urlparse
 
+from .worklist import DEFAULT_MODALITIES, WorklistSettings
+
 SECTION = "GnuHealth"
 
 DEFAULT_VIEWER_TEMPLATES = MappingProxyType({
@@ -55,6 +57,7 @@ class Settings:
     reconcile: bool = True
     viewer_templates: Mapping[str, str] = field(
         default_factory=lambda: DEFAULT_VIEWER_TEMPLATES, hash=False)
+    worklist: WorklistSettings = field(default_factory=WorklistSettings)
 
     @property
     def rpc_url(self):
@@ -72,6 +75,44 @@ def _parse_text(key, value):
     if isinstance(value, str) and value.strip():
         return value.strip()
     raise ConfigError(f'{SECTION}.{key} must be a non-empty string, not {value!r}')
+
+
+def _parse_ae_title(key, value):
+    # AE titles: 1 to 16 characters, no backslash nor control character.
+    text = value.strip() if isinstance(value, str) else ""
+    if not text or len(text) > 16 or "\\" in text or any(ord(c) < 32 for c in text):
+        raise ConfigError(
+            f'{SECTION}.{key}: {value!r} is not an AE title (1 to 16 characters)')
+    return text
+
+
+def _parse_modality(key, value):
+    text = value.strip().upper() if isinstance(value, str) else ""
+    if text.isalnum() and len(text) <= 16:
+        return text
+    raise ConfigError(
+        f'{SECTION}.{key} must be a DICOM modality such as "CT" or "DX", not {value!r}')
+
+
+def _code_map_parser(parse_target, defaults=MappingProxyType({})):
+    def parse(key, value):
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f'{SECTION}.{key} must be an object such as {{"CT": "CT_ROOM_1"}}, '
+                f'not {value!r}')
+        return MappingProxyType({**defaults, **{
+            str(code).strip(): parse_target(f"{key}.{code}", target)
+            for code, target in value.items()}})
+    return parse
+
+
+def _list_parser(parse_item, minimum=0):
+    def parse(key, value):
+        if not isinstance(value, list) or len(value) < minimum:
+            raise ConfigError(f'{SECTION}.{key} must be a list of at least {minimum} '
+                              f'item(s), not {value!r}')
+        return tuple(parse_item(key, item) for item in value)
+    return parse
 
 
 def _parse_http_url(key, value):
@@ -155,6 +196,19 @@ _KEYS = {
     "StateProperty": ("state_property", _parse_cursor_property),
     "Reconcile": ("reconcile", _parse_bool),
     "ViewerTemplates": ("viewer_templates", _parse_templates),
+    # An object of its own: _WORKLIST_KEYS.
+    "Worklist": (None, None),
+}
+
+# The "Worklist" object, keys as above (documented in orthanc.json.example).
+_WORKLIST_KEYS = {
+    "Enabled": ("enabled", _parse_bool),
+    "RefreshInterval": ("refresh_interval", _number_parser(float, 0.1)),
+    "MaxStaleness": ("max_staleness", _number_parser(float, 0.1)),
+    "Modalities": ("modalities", _code_map_parser(_parse_modality, DEFAULT_MODALITIES)),
+    "StationAETitles": ("station_aets", _code_map_parser(_parse_ae_title)),
+    "AllowedCallingAETs": ("allowed_calling_aets", _list_parser(_parse_ae_title)),
+    "OrderStates": ("order_states", _list_parser(_parse_text, minimum=1)),
 }
 
 
@@ -165,18 +219,9 @@ def parse_settings(section: Optional[dict], warn=lambda line: None,
     `warn` receives one line per unknown key (usually a typo); `read_file`
     reads TrytonPasswordFile (injected so tests need no files).
     """
-    if section is None:
-        section = {}
-    if not isinstance(section, dict):
-        raise ConfigError(f'"{SECTION}" must be a JSON object, not {section!r}')
-    for key in section:
-        if key not in _KEYS:
-            warn(f'{SECTION}.{key} is not a known setting and is ignored '
-                 f'(known: {", ".join(_KEYS)})')
-    values = {}
-    for key, (attribute, parse) in _KEYS.items():
-        if key in section and attribute:
-            values[attribute] = parse(key, section[key])
+    section = {} if section is None else section
+    values = _parse_object("", section, _KEYS, warn)
+    values["worklist"] = _parse_worklist(section.get("Worklist"), warn)
     values.setdefault("tryton_public_url", values.get("tryton_url", Settings.tryton_url))
     settings = Settings(**values)
     if not settings.enabled:
@@ -185,6 +230,31 @@ def parse_settings(section: Optional[dict], warn=lambda line: None,
     _check_delays(settings)
     _check_properties(settings)
     return replace(settings, tryton_password=password)
+
+
+def _parse_object(prefix, section, keys, warn):
+    """The attributes set by `section` (None if absent), checked by `keys`."""
+    where = f"{SECTION}.{prefix}".rstrip(".")
+    if section is None:  # an absent object: every default
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError(f'"{where}" must be a JSON object, not {section!r}')
+    for key in section:
+        if key not in keys:
+            warn(f'{where}.{key} is not a known setting and is ignored '
+                 f'(known: {", ".join(keys)})')
+    return {attribute: parse(prefix + key, section[key])
+            for key, (attribute, parse) in keys.items()
+            if key in section and attribute}
+
+
+def _parse_worklist(section, warn):
+    worklist = WorklistSettings(**_parse_object("Worklist.", section, _WORKLIST_KEYS, warn))
+    if worklist.max_staleness < worklist.refresh_interval:
+        raise ConfigError(
+            f'{SECTION}.Worklist.MaxStaleness ({worklist.max_staleness:g}) must be >= '
+            f'RefreshInterval ({worklist.refresh_interval:g})')
+    return worklist
 
 
 def _password(section, read_file):

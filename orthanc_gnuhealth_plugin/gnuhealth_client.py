@@ -16,6 +16,7 @@ from .errors import GnuHealthUnavailable, NotSupported, StudyRejected
 
 _MODEL = "gnuhealth.radiology.study"
 RPC_METHOD = f"model.{_MODEL}.push_from_pacs"
+WORKLIST_METHOD = "model.gnuhealth.imaging.test.request.worklist_orders"
 
 # trytond's Fault codes (trytond.exceptions): UserError 1, UserWarning 2,
 # LoginException 3, ConcurrencyException 4, any other server error 255.
@@ -159,6 +160,19 @@ class GnuHealthClient:
         except StudyRejected as error:
             raise NotSupported(str(error)) from None
         return [row["orthanc_id"] for row in rows]
+
+    def open_imaging_orders(self, states):
+        """GNU Health's imaging orders in `states` still to be performed
+        (see tryton_stub_module/worklist.py), for the modality worklist.
+        Raises GnuHealthUnavailable, or NotSupported naming the fix."""
+        try:
+            return self._with_session(WORKLIST_METHOD, list(states))
+        except StudyRejected as error:
+            raise NotSupported(
+                f"GNU Health cannot list imaging orders ({error}): activate "
+                f"health_imaging and health_radiology in database "
+                f"{self._settings.tryton_database}, and put {self._settings.tryton_user!r} "
+                f"in the radiology sync group") from None
 
     def _with_session(self, method, *args):
         try:

@@ -9,7 +9,7 @@ import threading
 
 import orthanc
 
-from . import config, explorer, viewers
+from . import config, explorer, viewers, worklist
 from .gnuhealth_client import GnuHealthClient
 from .sync import SyncWorker
 
@@ -74,6 +74,12 @@ class Plugin:
         self.worker = None
         self.thread = None
         self.lookup = explorer.StudyLookup(settings)
+        self.worklist = None
+        if settings.worklist.enabled:
+            client = GnuHealthClient(settings, _log_info)
+            self.worklist = worklist.OrderCache(
+                settings.worklist,
+                lambda: client.open_imaging_orders(settings.worklist.order_states), _log)
 
     def on_change(self, change_type, resource_type, resource_id):
         if change_type == orthanc.ChangeType.ORTHANC_STARTED:
@@ -94,21 +100,32 @@ class Plugin:
         self.thread = threading.Thread(target=self.worker.run, name="gnuhealth-sync",
                                        daemon=True)
         self.thread.start()
+        if self.worklist is not None:
+            self.worklist.start()
 
     def stop(self):
+        # Each thread finishes its current RPC (bounded by RpcTimeout).
+        if self.worklist is not None:
+            self.worklist.stop(self.settings.rpc_timeout + _SYNC_WAIT_MARGIN)
         if self.worker is not None:
             self.worker.stop()
-            # The worker finishes its current RPC (bounded by RpcTimeout).
             self.thread.join(self.settings.rpc_timeout + _SYNC_WAIT_MARGIN)
+
+    def on_worklist(self, answers, query, issuer_aet, called_aet):
+        """A modality's C-FIND worklist query: Orthanc's own matcher has the
+        last word on the candidates the cache offers."""
+        for dicom in self.worklist.candidates(query.WorklistGetDicomQuery(), issuer_aet):
+            if query.WorklistIsMatch(dicom):
+                answers.WorklistAddAnswer(query, dicom)
 
     # ---- REST routes ----
 
     def rest_status(self, output, uri, **request):
         if request["method"] != "GET":
             return output.SendMethodNotAllowed("GET")
-        if self.worker is None:
-            return _answer(output, {"running": False})
-        _answer(output, self.worker.status.to_json())
+        status = self.worker.status.to_json() if self.worker else {"running": False}
+        status["worklist"] = self.worklist.status() if self.worklist else {"enabled": False}
+        _answer(output, status)
 
     def rest_viewers(self, output, uri, **request):
         if request["method"] != "GET":
@@ -168,6 +185,19 @@ def _configuration():
     return json.loads(orthanc.GetConfiguration()).get(config.SECTION)
 
 
+def _register_worklist(plugin):
+    if plugin.worklist is None:
+        return
+    try:
+        orthanc.RegisterWorklistCallback(plugin.on_worklist)
+    except orthanc.OrthancException as error:
+        plugin.worklist = None
+        orthanc.LogError(
+            f"GNU Health worklist disabled: Orthanc already has a worklist handler "
+            f"({error}); unload the ModalityWorklists plugin (libModalityWorklists.so) "
+            f"or set GnuHealth.Worklist.Enabled to false")
+
+
 def register():
     try:
         settings = config.parse_settings(_configuration(), warn=orthanc.LogWarning)
@@ -185,6 +215,7 @@ def register():
     orthanc.RegisterRestCallback("/gnuhealth/resync", plugin.rest_resync)
     orthanc.RegisterRestCallback(f"/gnuhealth/studies/{_STUDY_ID}/state", plugin.rest_state)
     orthanc.ExtendOrthancExplorer(explorer.javascript())
+    _register_worklist(plugin)
     orthanc.LogWarning(f"GNU Health plugin: pushing studies to {settings.rpc_url} "
                        f"as server {settings.server_label!r}")
     return plugin

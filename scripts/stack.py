@@ -238,6 +238,10 @@ class Orthanc:
             'AuthenticationEnabled': True,
             'RegisteredUsers': {ORTHANC_ADMIN[0]: ORTHANC_ADMIN[1]},
             'StableAge': self.stable_age,
+            # As orthanc.json.example: UTF-8 worklist answers, and any
+            # modality may query the worklist.
+            'DefaultEncoding': 'Utf8',
+            'DicomAlwaysAllowFindWorklist': True,
             'Plugins': [str(PLUGIN_DIR / p) for p in (
                 'libOrthancPython.so', 'libOrthancDicomWeb.so',
                 'libOrthancWebViewer.so')],
@@ -259,7 +263,9 @@ class Orthanc:
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / 'orthanc.json'
         conf.write_text(json.dumps(self.configuration(), indent=2))
-        env = dict(os.environ, ORTHANC_GNUHEALTH_VENV=str(VENV))
+        # Orthanc's DICOM side is dcmtk too: without TCP_NODELAY each C-FIND
+        # answer waits ~40-90 ms on loopback (Nagle).
+        env = dict(os.environ, ORTHANC_GNUHEALTH_VENV=str(VENV), TCP_NODELAY='1')
         self.process = Process('orthanc', ['Orthanc', conf],
                                self.workdir / 'orthanc.log', env=env).start()
         wait_until(lambda: self.get('/system'), 60, 'Orthanc',

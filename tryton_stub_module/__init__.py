@@ -4,7 +4,7 @@
 
 from trytond.pool import Pool
 
-from . import imaging, instance, link, series, server, study
+from . import imaging, instance, link, series, server, study, worklist
 
 __all__ = ['register']
 
@@ -34,4 +34,5 @@ def register():
         imaging.Patient,
         imaging.ImagingTestRequest,
         imaging.ImagingTestResult,
+        worklist.ImagingTestRequest,
         module='health_radiology', type_='model', depends=['health_imaging'])

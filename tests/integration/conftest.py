@@ -29,7 +29,11 @@ def trytond(tmp_path, template_database):
 
 @pytest.fixture
 def orthanc(tmp_path, trytond, request):
-    server = stack.Orthanc(tmp_path / 'orthanc', trytond.url)
+    """Orthanc with the plugin; a test marked `gnuhealth(Key=value, ...)`
+    sets those keys of its "GnuHealth" section."""
+    marker = request.node.get_closest_marker('gnuhealth')
+    server = stack.Orthanc(tmp_path / 'orthanc', trytond.url,
+                           gnuhealth=marker.kwargs if marker else None)
     yield server.start()
     server.stop()
     report = getattr(request.node, 'rep_call', None)

@@ -32,6 +32,7 @@ class ResourceType:
 
 
 class ErrorCode:
+    PLUGIN = 1
     UNKNOWN_RESOURCE = 17
     INTERNAL_ERROR = -1
 
@@ -63,7 +64,30 @@ class Output:
         return json.loads(self.answer)
 
 
-def make(configuration, archive):
+class WorklistQuery:
+    """The `query` of a worklist callback; `is_match` stands in for
+    Orthanc's DICOM matcher."""
+
+    def __init__(self, dicom, is_match=lambda answer: True):
+        self.dicom, self.is_match = dicom, is_match
+
+    def WorklistGetDicomQuery(self):
+        return self.dicom
+
+    def WorklistIsMatch(self, answer):
+        return self.is_match(answer)
+
+
+class WorklistAnswers:
+    def __init__(self):
+        self.answers = []
+
+    def WorklistAddAnswer(self, query, answer):
+        assert isinstance(query, WorklistQuery) and isinstance(answer, bytes)
+        self.answers.append(answer)
+
+
+def make(configuration, archive, worklist_taken=False):
     """A fresh fake module; `archive` is a fakes.FakeOrthanc serving REST."""
     module = types.ModuleType("orthanc")
     module.ChangeType, module.ResourceType, module.ErrorCode = ChangeType, ResourceType, ErrorCode
@@ -71,6 +95,7 @@ def make(configuration, archive):
     module.logs = []
     module.routes = {}
     module.on_change = None
+    module.on_worklist = None
     module.properties = {}
 
     def register_on_change(callback):
@@ -95,7 +120,14 @@ def make(configuration, archive):
                 return output
         raise AssertionError(f"no route for {uri}")
 
+    def register_worklist(callback):
+        # Orthanc takes one worklist handler (e.g. libModalityWorklists).
+        if worklist_taken or module.on_worklist is not None:
+            raise OrthancException(ErrorCode.PLUGIN, "Plugin")
+        module.on_worklist = callback
+
     module.RegisterOnChangeCallback = register_on_change
+    module.RegisterWorklistCallback = register_worklist
     module.RegisterRestCallback = lambda pattern, callback: module.routes.__setitem__(
         pattern, callback)
     module.GetConfiguration = lambda: json.dumps(configuration)

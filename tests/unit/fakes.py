@@ -217,6 +217,12 @@ class FakeGnuHealth:
         self.calls = 0
         self.pacs_state = {}  # Orthanc study id -> "available" / "deleted"
         self.can_list = True
+        self.orders = []  # what worklist_orders answers
+
+    def open_imaging_orders(self, states):
+        if self.unreachable:
+            raise GnuHealthUnavailable("GNU Health at http://localhost:8000/ is unreachable")
+        return [o for o in self.orders if o["state"] in states]
 
     def push(self, batch):
         self.calls += 1

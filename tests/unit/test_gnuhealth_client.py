@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from orthanc_gnuhealth_plugin.errors import NotSupported
 from orthanc_gnuhealth_plugin.gnuhealth_client import (
     GnuHealthClient, GnuHealthUnavailable, StudyRejected, classify)
 
@@ -81,6 +82,11 @@ class FakeTrytond:
             assert context == {"language": "en", "company": 1}
             self.batches.append(batch)
             return {"studies": len(batch["studies"])}
+        if method == "model.gnuhealth.imaging.test.request.worklist_orders":
+            if self.fault:
+                raise self.fault
+            states, context = params
+            return [{"accession": "A1", "states": states}]
         raise xmlrpc.client.Fault(255, f"unknown method {method}")
 
     def close(self):
@@ -137,6 +143,21 @@ def test_user_error_is_a_rejection_with_the_server_message(trytond):
     client = GnuHealthClient(settings(tryton_url=trytond.url))
     with pytest.raises(StudyRejected, match="Study 1.2 has no patient"):
         client.push({"studies": [], "deleted": []})
+
+
+def test_imaging_orders(trytond):
+    client = GnuHealthClient(settings(tryton_url=trytond.url))
+    assert client.open_imaging_orders(("requested",)) == [
+        {"accession": "A1", "states": ["requested"]}]
+
+
+def test_imaging_orders_without_health_imaging_name_the_fix(trytond):
+    # What trytond answers when its pool has no such model.
+    trytond.fault = xmlrpc.client.Fault(255, "'gnuhealth.imaging.test.request'")
+    client = GnuHealthClient(settings(tryton_url=trytond.url, tryton_database="health"))
+    with pytest.raises(NotSupported, match="activate health_imaging and health_radiology "
+                                           "in database health"):
+        client.open_imaging_orders(["requested"])
 
 
 def test_concurrency_fault_is_transient(trytond):

@@ -4,8 +4,13 @@ import threading
 
 import pytest
 
+from io import BytesIO
+
+from pydicom import dcmread
+
 import fake_orthanc_module
 from fakes import FakeGnuHealth, FakeOrthanc
+from test_worklist import as_bytes, make_order, query
 
 CONFIG = {"Name": "test", "GnuHealth": {
     "TrytonPassword": "pw", "PublicUrl": "https://pacs.example/", "PollInterval": 30,
@@ -25,8 +30,8 @@ def gnuhealth():
 @pytest.fixture
 def load(monkeypatch, archive, gnuhealth):
     """Import the bridge against a fake `orthanc` module and register it."""
-    def load(configuration=CONFIG):
-        module = fake_orthanc_module.make(configuration, archive)
+    def load(configuration=CONFIG, worklist_taken=False):
+        module = fake_orthanc_module.make(configuration, archive, worklist_taken)
         monkeypatch.setitem(sys.modules, "orthanc", module)
         monkeypatch.delitem(sys.modules, "orthanc_gnuhealth_plugin.orthanc_bridge",
                             raising=False)
@@ -116,9 +121,46 @@ def test_lifecycle_changes_and_routes(load, archive, gnuhealth):
     assert not plugin.thread.is_alive()
 
 
+def test_worklist_answers_from_gnuhealth_orders(load, gnuhealth):
+    gnuhealth.orders = [make_order(state="requested", accession="A1"),
+                        make_order(state="draft", accession="A2")]
+    orthanc, plugin = load({**CONFIG, "GnuHealth": {
+        **CONFIG["GnuHealth"], "Worklist": {"RefreshInterval": 0.1}}})
+    ct, rt = orthanc.ChangeType, orthanc.ResourceType
+    orthanc.on_change(ct.ORTHANC_STARTED, rt.NONE, "")
+    try:
+        wait_for(lambda: orthanc.call("/gnuhealth/status").json()["worklist"]["orders"] == 1)
+        answers = fake_orthanc_module.WorklistAnswers()
+        orthanc.on_worklist(answers, fake_orthanc_module.WorklistQuery(as_bytes(query())),
+                            "CT1", "ORTHANC")
+        assert [dcmread(BytesIO(a)).AccessionNumber for a in answers.answers] == ["A1"]
+        # Orthanc's matcher has the last word.
+        answers = fake_orthanc_module.WorklistAnswers()
+        orthanc.on_worklist(answers, fake_orthanc_module.WorklistQuery(
+            as_bytes(query()), is_match=lambda answer: False), "CT1", "ORTHANC")
+        assert answers.answers == []
+    finally:
+        orthanc.on_change(ct.ORTHANC_STOPPED, rt.NONE, "")
+    assert not plugin.worklist._thread.is_alive()
+
+
+def test_worklist_gives_way_to_another_worklist_plugin(load):
+    orthanc, plugin = load(worklist_taken=True)
+    assert plugin.worklist is None and orthanc.on_worklist is None
+    assert ("error", "GNU Health worklist disabled: Orthanc already has a worklist handler "
+                     "((1, 'Plugin')); unload the ModalityWorklists plugin "
+                     "(libModalityWorklists.so) or set GnuHealth.Worklist.Enabled to "
+                     "false") in orthanc.logs
+    assert orthanc.call("/gnuhealth/status").json()["worklist"] == {"enabled": False}
+    # The sync itself is unaffected.
+    assert "/gnuhealth/status" in orthanc.routes and orthanc.on_change is not None
+
+
 def test_routes_before_start(load):
     orthanc, plugin = load()
-    assert orthanc.call("/gnuhealth/status").json() == {"running": False}
+    assert orthanc.call("/gnuhealth/status").json() == {
+        "running": False, "worklist": {"orders": 0, "age_seconds": None, "stale": True,
+                                       "last_error": None}}
     assert orthanc.call("/gnuhealth/resync", "POST").status == 503
 
 

@@ -859,4 +859,80 @@ class HealthRadiologyImagingTestCase(ModuleTestCase):
         self.assertEqual(study.linked_by, None)
 
 
+    @with_transaction()
+    def test_worklist_orders(self):
+        "The worklist lists the requested orders with the patient's data"
+        pool = Pool()
+        Request = pool.get('gnuhealth.imaging.test.request')
+        patient = self.create_patient(
+            "Zoë", lastname="Müller", dob=datetime.date(1980, 2, 29))
+        requested = self.create_request(
+            patient, urgent=True, date=datetime.datetime(2026, 3, 1, 8, 30))
+        Request.requested([requested])
+        self.create_request(patient)  # draft: not ordered yet
+        performed = self.create_request(patient)
+        Request.requested([performed])
+        Request.write([performed], {'worklist_status': 'done'})
+        requested.requested_test.aetitle = 'CT_ROOM_1'
+        requested.requested_test.save()
+
+        order, = Request.worklist_orders(['requested'])
+
+        self.assertEqual(order, {
+                'request': requested.id,
+                'accession': requested.request,
+                'procedure_id': requested.request_line,
+                'procedure': "CT chest",
+                'test_type': 'CT',
+                'station_aet': 'CT_ROOM_1',
+                'study_uid': requested.merge_id,
+                'date': datetime.datetime(2026, 3, 1, 8, 30),
+                'urgent': True,
+                'comment': '',
+                'patient_id': patient.party.ref,
+                'patient_name': ["Müller", "Zoë"],
+                'birth_date': datetime.date(1980, 2, 29),
+                'sex': 'F',
+                'physician_name': ['', "Dr House"],
+                })
+
+    @with_transaction()
+    def test_worklist_orders_states(self):
+        "The worklist names the states it may ask for"
+        Request = Pool().get('gnuhealth.imaging.test.request')
+
+        for states in [[], ['planned'], 'requested']:
+            with self.subTest(states=states), \
+                    self.assertRaisesRegex(UserError, 'OrderStates'):
+                Request.worklist_orders(states)
+
+    @with_transaction()
+    def test_worklist_orders_access(self):
+        "Only the sync account and GNU Health's staff read the worklist"
+        pool = Pool()
+        User = pool.get('res.user')
+        ModelData = pool.get('ir.model.data')
+        Request = pool.get('gnuhealth.imaging.test.request')
+        request = self.create_request(self.create_patient("Zoë"))
+        Request.requested([request])
+        sync, nobody = User.create([{
+                    'name': "Orthanc", 'login': 'orthanc',
+                    'groups': [('add', [ModelData.get_id(
+                                    'health_radiology',
+                                    'group_radiology_sync')])],
+                    }, {'name': "Nobody", 'login': 'nobody'}])
+
+        for user, allowed in [(sync, True), (nobody, False)]:
+            with self.subTest(user=user.login), \
+                    Transaction().set_user(user.id), \
+                    Transaction().set_context(_check_access=True):
+                if allowed:
+                    self.assertEqual(
+                        [o['request'] for o in Request.worklist_orders(
+                                ['requested'])], [request.id])
+                else:
+                    with self.assertRaises(AccessError):
+                        Request.worklist_orders(['requested'])
+
+
 del ModuleTestCase

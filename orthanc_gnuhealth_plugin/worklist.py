@@ -1,0 +1,304 @@
+"""The DICOM Modality Worklist, answered from GNU Health's imaging orders.
+
+A modality's C-FIND must not wait on GNU Health, so a background thread
+keeps a cache of the open orders, each already encoded as the DICOM
+answer Orthanc sends. A query only filters that cache: cheap keys here
+(modality, station, date range, patient, accession), the full DICOM
+matching by Orthanc itself (orthanc_bridge.py).
+
+Freshness: while GNU Health answers, the cache is at most RefreshInterval
+(plus one RPC) old. When it does not, queries are answered from the last
+good cache, and each query logs a warning once it is older than
+MaxStaleness.
+"""
+import datetime
+import threading
+import time
+from dataclasses import dataclass, field
+from io import BytesIO
+from types import MappingProxyType
+from typing import Mapping, Optional, Tuple
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
+# GNU Health's imaging test type codes that are not DICOM modalities.
+DEFAULT_MODALITIES = MappingProxyType({"XR": "DX"})
+# SpecificCharacterSet of every answer: UTF-8 says every name as it is.
+CHARSET = "ISO_IR 192"
+
+
+@dataclass(frozen=True)
+class WorklistSettings:
+    enabled: bool = True
+    refresh_interval: float = 10.0
+    max_staleness: float = 60.0
+    # GNU Health test type code -> DICOM Modality (others are used as is).
+    modalities: Mapping[str, str] = field(
+        default_factory=lambda: DEFAULT_MODALITIES, hash=False)
+    # DICOM Modality -> ScheduledStationAETitle, unless the imaging test
+    # names its own (health_imaging_worklist's AETitle).
+    station_aets: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False)
+    # Calling AE titles allowed to query; empty: every one Orthanc accepts.
+    allowed_calling_aets: Tuple[str, ...] = ()
+    order_states: Tuple[str, ...] = ("requested",)
+
+
+# ---- one order as a DICOM answer ----
+
+@dataclass(frozen=True)
+class WorklistItem:
+    """An order's encoded answer, with the keys the cheap filter reads."""
+    dicom: bytes
+    modality: str
+    station_aet: str
+    date: str
+    patient_id: str
+    accession: str
+
+
+def _person_name(parts):
+    return "^".join(part.strip() for part in parts).rstrip("^")
+
+
+def _local(utc_datetime):
+    """Tryton stores UTC; a modality shows the schedule in local time."""
+    if utc_datetime is None:
+        return None
+    return utc_datetime.replace(tzinfo=datetime.timezone.utc).astimezone()
+
+
+def _utc_offset(moment):
+    minutes = int(moment.utcoffset().total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+
+
+def order_dataset(order, settings: WorklistSettings) -> Dataset:
+    """The worklist answer for one order (see tryton_stub_module/worklist.py
+    for the keys of `order`)."""
+    modality = settings.modalities.get(order["test_type"], order["test_type"])
+    station = order.get("station_aet") or settings.station_aets.get(modality, "")
+    start = _local(order.get("date"))
+    answer = Dataset()
+    answer.SpecificCharacterSet = CHARSET
+    answer.AccessionNumber = order["accession"][:16]
+    answer.PatientName = _person_name(order["patient_name"])
+    answer.PatientID = order["patient_id"]
+    answer.PatientBirthDate = (order["birth_date"].strftime("%Y%m%d")
+                               if order.get("birth_date") else "")
+    answer.PatientSex = order["sex"]
+    answer.ReferringPhysicianName = _person_name(order["physician_name"])
+    answer.RequestingPhysician = answer.ReferringPhysicianName
+    answer.StudyInstanceUID = order["study_uid"]
+    answer.RequestedProcedureID = order["procedure_id"][:16]
+    answer.RequestedProcedureDescription = order["procedure"][:64]
+    answer.RequestedProcedurePriority = "STAT" if order["urgent"] else "ROUTINE"
+    answer.RequestedProcedureComments = order.get("comment", "")[:10240]
+    step = Dataset()
+    step.Modality = modality
+    step.ScheduledStationAETitle = station
+    step.ScheduledProcedureStepStartDate = start.strftime("%Y%m%d") if start else ""
+    step.ScheduledProcedureStepStartTime = start.strftime("%H%M%S") if start else ""
+    step.ScheduledProcedureStepDescription = order["procedure"][:64]
+    step.ScheduledProcedureStepID = order["procedure_id"][:16]
+    step.ScheduledProcedureStepStatus = "SCHEDULED"
+    step.ScheduledPerformingPhysicianName = ""
+    answer.ScheduledProcedureStepSequence = [step]
+    if start:
+        answer.TimezoneOffsetFromUTC = _utc_offset(start)
+    return answer
+
+
+def encode(answer: Dataset) -> bytes:
+    """A DICOM file in memory, as Orthanc's worklist functions read it."""
+    answer.file_meta = FileMetaDataset()
+    answer.file_meta.MediaStorageSOPClassUID = MODALITY_WORKLIST_FIND
+    answer.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    answer.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = BytesIO()
+    answer.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def order_item(order, settings: WorklistSettings) -> WorklistItem:
+    answer = order_dataset(order, settings)
+    step = answer.ScheduledProcedureStepSequence[0]
+    return WorklistItem(
+        dicom=encode(answer), modality=step.Modality,
+        station_aet=step.ScheduledStationAETitle,
+        date=step.ScheduledProcedureStepStartDate,
+        patient_id=answer.PatientID, accession=answer.AccessionNumber)
+
+
+# ---- what a query asks, for the cheap filter ----
+
+@dataclass(frozen=True)
+class QueryKeys:
+    """The single-value keys of a query; None means "any"."""
+    modality: Optional[str] = None
+    station_aet: Optional[str] = None
+    date_from: Optional[str] = None
+    date_to: Optional[str] = None
+    patient_id: Optional[str] = None
+    accession: Optional[str] = None
+
+    def admits(self, item: WorklistItem) -> bool:
+        return ((self.modality is None or item.modality == self.modality)
+                and (self.station_aet is None or item.station_aet == self.station_aet)
+                and (self.date_from is None or item.date >= self.date_from)
+                and (self.date_to is None or item.date <= self.date_to)
+                and (self.patient_id is None or item.patient_id == self.patient_id)
+                and (self.accession is None or item.accession == self.accession))
+
+
+def _exact(value):
+    """A value that can only match itself; wildcards and lists go to Orthanc."""
+    text = str(value or "").strip()
+    if not text or any(c in text for c in "*?\\"):
+        return None
+    return text
+
+
+def _date_range(value):
+    text = str(value or "").strip()
+    if not text or "-" not in text and not text.isdigit():
+        return None, None
+    start, _, end = text.partition("-") if "-" in text else (text, "", text)
+    valid = lambda d: d if len(d) == 8 and d.isdigit() else None
+    return valid(start), valid(end)
+
+
+def query_keys(query: Dataset) -> QueryKeys:
+    step = Dataset()
+    if query.get("ScheduledProcedureStepSequence"):
+        step = query.ScheduledProcedureStepSequence[0]
+    date_from, date_to = _date_range(step.get("ScheduledProcedureStepStartDate"))
+    return QueryKeys(
+        modality=_exact(step.get("Modality")),
+        station_aet=_exact(step.get("ScheduledStationAETitle")),
+        date_from=date_from, date_to=date_to,
+        patient_id=_exact(query.get("PatientID")),
+        accession=_exact(query.get("AccessionNumber")))
+
+
+# ---- the cache ----
+
+class OrderCache:
+    """The open orders as worklist answers, refreshed in the background.
+
+    `fetch` returns GNU Health's orders (raising when it cannot); `log`
+    takes (level, line). Nothing here waits on GNU Health but the thread.
+    """
+
+    def __init__(self, settings: WorklistSettings, fetch, log, clock=time.monotonic):
+        self.settings = settings
+        self._fetch = fetch
+        self._log = log
+        self._clock = clock
+        self._items = ()
+        self._encoded = {}
+        self._loaded_at = None
+        self._last_error = None
+        self._stale_warned_at = None
+        self._stop = threading.Event()
+        self._thread = None
+
+    # -- background refresh --
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="gnuhealth-worklist",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout=None):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.refresh()
+            self._stop.wait(self.settings.refresh_interval)
+
+    def refresh(self):
+        """Load the open orders once; on failure keep the last good cache."""
+        try:
+            orders = self._fetch()
+            items, encoded = [], {}
+            for order in orders:
+                key = _order_key(order)
+                item = self._encoded.get(key) or order_item(order, self.settings)
+                encoded[key] = item
+                items.append(item)
+        except Exception as error:  # the cache must survive anything GNU Health says
+            message = f"{type(error).__name__}: {error}"
+            if message != self._last_error:
+                self._log("warning", f"GNU Health worklist: cannot load the imaging "
+                                     f"orders ({message}); answering from the last "
+                                     f"good cache ({len(self._items)} orders)")
+            self._last_error = message
+            return False
+        self._items, self._encoded = tuple(items), encoded
+        self._loaded_at = self._clock()
+        if self._last_error is not None:
+            self._log("warning", f"GNU Health worklist: orders loaded again "
+                                 f"({len(items)} open)")
+        self._last_error = None
+        return True
+
+    # -- queries --
+
+    def candidates(self, query_dicom: bytes, calling_aet: str):
+        """The answers that may match the query (a DICOM file in memory),
+        for Orthanc's matcher."""
+        allowed = self.settings.allowed_calling_aets
+        if allowed and calling_aet.strip() not in allowed:
+            self._log("warning", f"GNU Health worklist: refused a query from AE "
+                                 f"{calling_aet!r}, which is not in "
+                                 "GnuHealth.Worklist.AllowedCallingAETs")
+            return []
+        self._warn_if_stale()
+        keys = query_keys(dcmread(BytesIO(query_dicom), force=True))
+        return [item.dicom for item in self._items if keys.admits(item)]
+
+    def age(self):
+        if self._loaded_at is None:
+            return None
+        return self._clock() - self._loaded_at
+
+    def _warn_if_stale(self):
+        age = self.age()
+        if age is not None and age <= self.settings.max_staleness:
+            return
+        now = self._clock()
+        # One line per MaxStaleness, not one per query.
+        if self._stale_warned_at is not None and \
+                now - self._stale_warned_at < self.settings.max_staleness:
+            return
+        self._stale_warned_at = now
+        if age is None:
+            self._log("warning", "GNU Health worklist: no orders loaded yet "
+                                 f"({self._last_error or 'first load running'}); "
+                                 f"the worklist is empty")
+        else:
+            self._log("warning", f"GNU Health worklist: answering from orders "
+                                 f"loaded {age:.0f} s ago ({self._last_error})")
+
+    def status(self):
+        age = self.age()
+        return {
+            "orders": len(self._items),
+            "age_seconds": None if age is None else round(age, 1),
+            "stale": age is None or age > self.settings.max_staleness,
+            "last_error": self._last_error,
+        }
+
+
+def _order_key(order):
+    """A hashable image of an order: unchanged orders are not re-encoded."""
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                        for k, v in order.items()))
