@@ -14,6 +14,7 @@ MaxStaleness.
 import datetime
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from io import BytesIO
 from types import MappingProxyType
@@ -58,6 +59,7 @@ class WorklistItem:
     date: str
     patient_id: str
     accession: str
+    patient_name: str  # folded(), for the name prefix filter
 
 
 def _person_name(parts):
@@ -131,7 +133,15 @@ def order_item(order, settings: WorklistSettings) -> WorklistItem:
         dicom=encode(answer), modality=step.Modality,
         station_aet=step.ScheduledStationAETitle,
         date=step.ScheduledProcedureStepStartDate,
-        patient_id=answer.PatientID, accession=answer.AccessionNumber)
+        patient_id=answer.PatientID, accession=answer.AccessionNumber,
+        patient_name=folded(str(answer.PatientName)))
+
+
+def folded(text):
+    """Without case nor accents: at least as loose as Orthanc's own PN
+    matching, so the prefix filter never drops what Orthanc would match."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
 # ---- what a query asks, for the cheap filter ----
@@ -145,6 +155,7 @@ class QueryKeys:
     date_to: Optional[str] = None
     patient_id: Optional[str] = None
     accession: Optional[str] = None
+    name_prefix: Optional[str] = None
 
     def admits(self, item: WorklistItem) -> bool:
         return ((self.modality is None or item.modality == self.modality)
@@ -152,7 +163,8 @@ class QueryKeys:
                 and (self.date_from is None or item.date >= self.date_from)
                 and (self.date_to is None or item.date <= self.date_to)
                 and (self.patient_id is None or item.patient_id == self.patient_id)
-                and (self.accession is None or item.accession == self.accession))
+                and (self.accession is None or item.accession == self.accession)
+                and (self.name_prefix is None or item.patient_name.startswith(self.name_prefix)))
 
 
 def _exact(value):
@@ -161,6 +173,17 @@ def _exact(value):
     if not text or any(c in text for c in "*?\\"):
         return None
     return text
+
+
+def _name_prefix(value):
+    """The literal start of a PatientName pattern such as "Müll*"; other
+    patterns (and exact names, which Orthanc may match loosely) go to
+    Orthanc."""
+    text = str(value or "").strip()
+    literal = text[:-1]
+    if not text.endswith("*") or not literal or any(c in literal for c in "*?\\"):
+        return None
+    return folded(literal)
 
 
 def _date_range(value):
@@ -182,7 +205,8 @@ def query_keys(query: Dataset) -> QueryKeys:
         station_aet=_exact(step.get("ScheduledStationAETitle")),
         date_from=date_from, date_to=date_to,
         patient_id=_exact(query.get("PatientID")),
-        accession=_exact(query.get("AccessionNumber")))
+        accession=_exact(query.get("AccessionNumber")),
+        name_prefix=_name_prefix(query.get("PatientName")))
 
 
 # ---- the cache ----
@@ -202,6 +226,7 @@ class OrderCache:
         self._items = ()
         self._encoded = {}
         self._loaded_at = None
+        self._load_seconds = None
         self._last_error = None
         self._stale_warned_at = None
         self._stop = threading.Event()
@@ -226,6 +251,7 @@ class OrderCache:
 
     def refresh(self):
         """Load the open orders once; on failure keep the last good cache."""
+        started = self._clock()
         try:
             orders = self._fetch()
             items, encoded = [], {}
@@ -244,6 +270,7 @@ class OrderCache:
             return False
         self._items, self._encoded = tuple(items), encoded
         self._loaded_at = self._clock()
+        self._load_seconds = self._loaded_at - started
         if self._last_error is not None:
             self._log("warning", f"GNU Health worklist: orders loaded again "
                                  f"({len(items)} open)")
@@ -294,6 +321,9 @@ class OrderCache:
             "orders": len(self._items),
             "age_seconds": None if age is None else round(age, 1),
             "stale": age is None or age > self.settings.max_staleness,
+            # how long the last good load took (RPC and encoding)
+            "load_seconds": None if self._load_seconds is None else round(
+                self._load_seconds, 3),
             "last_error": self._last_error,
         }
 

@@ -85,48 +85,65 @@ DEMO_PATIENTS = [
     ]
 
 
-def records():
-    """Create the demo patients and their imaging orders (proteus must be
-    configured); return what the sample studies need for each patient."""
+def imaging_test(code, name, test_type):
+    """The orderable imaging test `code` (GNU Health ships none), made on
+    first use with its product."""
     Uom = Model.get('product.uom')
     Template = Model.get('product.template')
     TestType = Model.get('gnuhealth.imaging.test.type')
     ImagingTest = Model.get('gnuhealth.imaging.test')
+    tests = ImagingTest.find([('code', '=', code)])
+    if tests:
+        return tests[0]
+    template = Template(name=name, type='service',
+                        default_uom=Uom.find([('symbol', '=', 'u')])[0])
+    template.save()
+    test = ImagingTest(code=code, name=name, product=template.products[0],
+                       test_type=TestType.find([('code', '=', test_type)])[0])
+    test.save()
+    return test
+
+
+def patient(name, lastname, **values):
+    "The patient of that name, made on first use with `values` (gender...)."
     Party = Model.get('party.party')
     Patient = Model.get('gnuhealth.patient')
+    patients = Patient.find([('party.name', '=', name),
+                             ('party.lastname', '=', lastname)])
+    if patients:
+        return patients[0]
+    party = Party(name=name, lastname=lastname, is_person=True,
+                  is_patient=True, **values)
+    party.save()
+    return Patient.find([('party', '=', party.id)])[0]
+
+
+def order(patient, test, date=None, confirm=True):
+    """An imaging order as a clinician makes it: saved, then confirmed
+    ("requested"), which puts it on the modality worklist."""
+    Request = Model.get('gnuhealth.imaging.test.request')
+    request = Request(patient=patient, requested_test=test)
+    if date:
+        request.date = date
+    request.save()
+    if confirm:
+        request.click('requested')
+    return request
+
+
+def records():
+    """Create the demo patients and their imaging orders (proteus must be
+    configured); return what the sample studies need for each patient."""
     Request = Model.get('gnuhealth.imaging.test.request')
     # Idempotent: `make demo` run again on the same database finds them.
-    tests = ImagingTest.find([('code', '=', 'CT-CHEST')])
-    if tests:
-        test, = tests
-    else:
-        template = Template(name='CT chest', type='service',
-                            default_uom=Uom.find([('symbol', '=', 'u')])[0])
-        template.save()
-        test = ImagingTest(code='CT-CHEST', name='CT chest',
-                           test_type=TestType.find([('code', '=', 'CT')])[0],
-                           product=template.products[0])
-        test.save()
+    test = imaging_test('CT-CHEST', 'CT chest', 'CT')
     made = []
     for values in DEMO_PATIENTS:
-        patients = Patient.find([('party.name', '=', values['name']),
-                                 ('party.lastname', '=', values['lastname'])])
-        if patients:
-            patient = patients[0]
-        else:
-            party = Party(name=values['name'], lastname=values['lastname'],
-                          is_person=True, is_patient=True,
-                          gender=values['gender'])
-            party.save()
-            patient, = Patient.find([('party', '=', party.id)])
-        requests = Request.find([('patient', '=', patient.id),
+        person = patient(values['name'], values['lastname'], gender=values['gender'])
+        requests = Request.find([('patient', '=', person.id),
                                  ('requested_test', '=', test.id)])
-        if requests:
-            request = requests[0]
-        else:
-            request = Request(patient=patient, requested_test=test)
-            request.save()
-        made.append({**values, 'patient_id': patient.id, 'puid': patient.puid,
+        request = requests[0] if requests else order(person, test)
+        made.append({**values, 'patient_id': person.id, 'puid': person.puid,
                      'request': request.request})
     return made
 

@@ -9,38 +9,19 @@ import time
 
 from proteus import Model
 
+import demo_data
 import samples
 from stack import wait_until
 
 
-def imaging_test():
-    "A chest CT that can be ordered (GNU Health ships no imaging tests)."
-    Uom = Model.get('product.uom')
-    Template = Model.get('product.template')
-    TestType = Model.get('gnuhealth.imaging.test.type')
-    ImagingTest = Model.get('gnuhealth.imaging.test')
-    template = Template(name='CT chest', type='service',
-                        default_uom=Uom.find([('symbol', '=', 'u')])[0])
-    template.save()
-    test = ImagingTest(code='CT-CHEST', name='CT chest',
-                       test_type=TestType.find([('code', '=', 'CT')])[0],
-                       product=template.products[0])
-    test.save()
-    return test
-
-
 def test_study_links_to_patient_and_imaging_request(orthanc, gnuhealth, tmp_path):
-    Party = Model.get('party.party')
     Patient = Model.get('gnuhealth.patient')
-    Request = Model.get('gnuhealth.imaging.test.request')
     Study = Model.get('gnuhealth.radiology.study')
 
-    party = Party(name='Zoë', lastname='Müller', is_person=True,
-                  is_patient=True, gender='f')
-    party.save()
-    patient, = Patient.find([('party', '=', party.id)])
-    request = Request(patient=patient, requested_test=imaging_test())
-    request.save()
+    patient = demo_data.patient('Zoë', 'Müller', gender='f')
+    party = patient.party
+    request = demo_data.order(
+        patient, demo_data.imaging_test('CT-CHEST', 'CT chest', 'CT'), confirm=False)
     assert request.request and request.state == 'draft'
 
     orthanc.store(samples.generate_study(

@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 from proteus import Model
 from pydicom import dcmread
-from pydicom.dataset import Dataset
-from pynetdicom import AE
-from pynetdicom.sop_class import ModalityWorklistInformationFind
 
 import samples
 import stack
+from demo_data import imaging_test, order, patient
+from modality import ask_worklist, worklist_query
 from stack import wait_until
 
 # dcmtk's example query that asks for every key a modality usually shows.
@@ -30,39 +29,6 @@ TODAY = datetime.datetime.utcnow().replace(hour=9, minute=0, second=0, microseco
 def local_date(utc):
     "The date a modality shows for a UTC time of Tryton's, as YYYYMMDD."
     return utc.replace(tzinfo=datetime.timezone.utc).astimezone().strftime('%Y%m%d')
-
-
-def imaging_test(code, name, test_type):
-    Uom = Model.get('product.uom')
-    Template = Model.get('product.template')
-    TestType = Model.get('gnuhealth.imaging.test.type')
-    ImagingTest = Model.get('gnuhealth.imaging.test')
-    template = Template(name=name, type='service',
-                        default_uom=Uom.find([('symbol', '=', 'u')])[0])
-    template.save()
-    test = ImagingTest(code=code, name=name, product=template.products[0],
-                       test_type=TestType.find([('code', '=', test_type)])[0])
-    test.save()
-    return test
-
-
-def patient(name, lastname, **values):
-    Party = Model.get('party.party')
-    Patient = Model.get('gnuhealth.patient')
-    party = Party(name=name, lastname=lastname, is_person=True, is_patient=True,
-                  **values)
-    party.save()
-    return Patient.find([('party', '=', party.id)])[0]
-
-
-def order(patient, test, date, confirm=True):
-    "An imaging order as a clinician makes it: saved, then confirmed."
-    Request = Model.get('gnuhealth.imaging.test.request')
-    request = Request(patient=patient, requested_test=test, date=date)
-    request.save()
-    if confirm:
-        request.click('requested')
-    return request
 
 
 @pytest.fixture
@@ -104,38 +70,8 @@ def findscu(orthanc, tmp_path, *keys):
     return [dcmread(path) for path in sorted(answers.iterdir())]
 
 
-def worklist_query(**keys):
-    "A modality's query: the usual return keys, and `keys` to match."
-    query = Dataset()
-    query.SpecificCharacterSet = 'ISO_IR 192'
-    for keyword in ('PatientName', 'PatientID', 'AccessionNumber', 'StudyInstanceUID',
-                    'RequestedProcedureDescription'):
-        setattr(query, keyword, keys.pop(keyword, ''))
-    step = Dataset()
-    for keyword in ('Modality', 'ScheduledStationAETitle', 'ScheduledProcedureStepStartDate',
-                    'ScheduledProcedureStepStartTime', 'ScheduledProcedureStepDescription'):
-        setattr(step, keyword, keys.pop(keyword, ''))
-    assert not keys, keys
-    query.ScheduledProcedureStepSequence = [step]
-    return query
-
-
-def ask(orthanc, query, calling_aet='CT1'):
-    "pynetdicom's C-FIND MWL; returns the answers."
-    ae = AE(ae_title=calling_aet)
-    ae.add_requested_context(ModalityWorklistInformationFind)
-    association = ae.associate('127.0.0.1', orthanc.dicom_port, ae_title=stack.ORTHANC_AET)
-    assert association.is_established
-    try:
-        answers = []
-        for status, identifier in association.send_c_find(
-                query, ModalityWorklistInformationFind):
-            assert status and status.Status in (0x0000, 0xFF00, 0xFF01), status
-            if status.Status in (0xFF00, 0xFF01):
-                answers.append(identifier)
-        return answers
-    finally:
-        association.release()
+def ask(orthanc, query):
+    return ask_worklist(orthanc.dicom_port, query, called_aet=stack.ORTHANC_AET)
 
 
 @pytest.mark.gnuhealth(**FAST_WORKLIST)
@@ -182,6 +118,8 @@ def test_matching_keys_filter_and_gnuhealth_down_keeps_answering(
         f'{local_date(TODAY)}-{local_date(tomorrow)}')) == sorted(
             [expected['zoe-ct'], expected['zoe-mr']])
     assert accessions(PatientName='Müll*') == sorted([expected['zoe-ct'], expected['zoe-mr']])
+    # Orthanc matches names without regard to case (CaseSensitivePN false).
+    assert accessions(PatientName='MÜLLER^Z*') == sorted([expected['zoe-ct'], expected['zoe-mr']])
     assert accessions(PatientID=orders['bruno-ct'].patient.puid) == [expected['bruno-ct']]
     assert accessions(Modality='US') == []
 

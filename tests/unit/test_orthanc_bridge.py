@@ -160,7 +160,7 @@ def test_routes_before_start(load):
     orthanc, plugin = load()
     assert orthanc.call("/gnuhealth/status").json() == {
         "running": False, "worklist": {"orders": 0, "age_seconds": None, "stale": True,
-                                       "last_error": None}}
+                                       "load_seconds": None, "last_error": None}}
     assert orthanc.call("/gnuhealth/resync", "POST").status == 503
 
 

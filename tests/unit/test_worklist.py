@@ -119,6 +119,13 @@ def test_query_keys_keep_only_single_values():
     assert query_keys(Dataset()).modality is None
 
 
+@pytest.mark.parametrize("pattern, prefix", [
+    ("Müll*", "mull"), ("MULLER^Z*", "muller^z"), ("Müller^Zoë", None), ("*ller", None),
+    ("M?ller*", None), ("*", None), ("", None)])
+def test_name_prefix_is_as_loose_as_orthanc(pattern, prefix):
+    assert query_keys(query(PatientName=pattern)).name_prefix == prefix
+
+
 class Clock:
     def __init__(self):
         self.now = 1000.0
@@ -158,6 +165,8 @@ def test_candidates_filter_on_modality_and_date():
     assert accessions(query(Modality="CT", ScheduledProcedureStepStartDate="20260301")) == ["A1"]
     assert accessions(query(ScheduledProcedureStepStartDate="20260305-")) == ["A3"]
     assert accessions(query(AccessionNumber="A2")) == ["A2"]
+    assert accessions(query(PatientName="müller^z*")) == ["A1", "A2", "A3"]
+    assert accessions(query(PatientName="Costa*")) == []
 
 
 def test_only_allowed_calling_aets_get_answers():
@@ -187,6 +196,7 @@ def test_gnuhealth_down_answers_from_the_last_cache_and_says_so():
     stale = [line for _, line in logs if "answering from orders loaded 61 s ago" in line]
     assert len(stale) == 1 and "trytond is down" in stale[0]  # once per MaxStaleness
     assert cache.status() == {"orders": 1, "age_seconds": 61.0, "stale": True,
+                              "load_seconds": 0.0,
                               "last_error": "GnuHealthUnavailable: trytond is down"}
 
     cache._fetch = lambda: orders
