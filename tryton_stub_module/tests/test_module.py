@@ -908,7 +908,7 @@ class HealthRadiologyImagingTestCase(ModuleTestCase):
 
     @with_transaction()
     def test_worklist_orders_access(self):
-        "Only the sync account and GNU Health's staff read the worklist"
+        "Only an account that may read imaging requests gets the worklist"
         pool = Pool()
         User = pool.get('res.user')
         ModelData = pool.get('ir.model.data')
