@@ -22,7 +22,8 @@ from stack import wait_until
 
 # dcmtk's example query that asks for every key a modality usually shows.
 DCMTK_QUERY = Path('/usr/share/doc/dcmtk/examples/wlistqry/wlistqry11.dump')
-FAST_WORKLIST = {'Worklist': {'RefreshInterval': 1, 'MaxStaleness': 3}}
+FAST_WORKLIST = {'Worklist': {'RefreshInterval': 1, 'MaxStaleness': 3,
+                              'AllowedCallingAETs': ['CT1']}}
 TODAY = datetime.datetime.utcnow().replace(hour=9, minute=0, second=0, microsecond=0)
 
 
@@ -122,6 +123,9 @@ def test_matching_keys_filter_and_gnuhealth_down_keeps_answering(
     assert accessions(PatientName='MÜLLER^Z*') == sorted([expected['zoe-ct'], expected['zoe-mr']])
     assert accessions(PatientID=orders['bruno-ct'].patient.puid) == [expected['bruno-ct']]
     assert accessions(Modality='US') == []
+    # Only the modalities of AllowedCallingAETs get the worklist.
+    assert ask_worklist(orthanc.dicom_port, worklist_query(), calling_aet='LAPTOP',
+                        called_aet=stack.ORTHANC_AET) == []
 
     # GNU Health stops: the modality still gets its worklist, from the cache.
     trytond.stop()
