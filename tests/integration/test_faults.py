@@ -37,8 +37,8 @@ def studies():
 
 
 def one_instance_studies(directory, count, **tags):
-    "`count` studies of one instance each; returns (files, StudyInstanceUIDs)."
-    files, uids = [], []
+    "`count` studies of one instance each; returns their files."
+    files = []
     for n in range(count):
         paths = samples.generate_study(directory / str(n), series=1, instances=1,
                                        PatientID=f'FAULT-{n:04d}', **tags)

@@ -22,6 +22,20 @@ def party_defaults():
         and not isinstance(Party._fields[k], fields.Function)}
 
 
+def create_user(login, name, *groups):
+    "Return a new user in the groups of health_radiology named by `groups`"
+    pool = Pool()
+    User = pool.get('res.user')
+    ModelData = pool.get('ir.model.data')
+    user, = User.create([{
+                'name': name, 'login': login,
+                'groups': [('add', [
+                            ModelData.get_id('health_radiology', g)
+                            for g in groups])],
+                }])
+    return user
+
+
 def make_batch():
     "Return a batch of one CT study with two series, as the plugin sends it"
     def series(number, count):
@@ -362,15 +376,8 @@ class HealthRadiologyTestCase(ModuleTestCase):
     def test_access_sync(self):
         "The sync account pushes but deletes nothing"
         pool = Pool()
-        User = pool.get('res.user')
-        ModelData = pool.get('ir.model.data')
         Study = pool.get('gnuhealth.radiology.study')
-        user, = User.create([{
-                    'name': "Orthanc", 'login': 'orthanc',
-                    'groups': [('add', [ModelData.get_id(
-                                    'health_radiology',
-                                    'group_radiology_sync')])],
-                    }])
+        user = create_user('orthanc', "Orthanc", 'group_radiology_sync')
 
         with Transaction().set_user(user.id), \
                 Transaction().set_context(_check_access=True):
@@ -383,16 +390,9 @@ class HealthRadiologyTestCase(ModuleTestCase):
     def test_access_staff(self):
         "Staff links a study to a party but changes no PACS value"
         pool = Pool()
-        User = pool.get('res.user')
-        ModelData = pool.get('ir.model.data')
         Party = pool.get('party.party')
         Study = pool.get('gnuhealth.radiology.study')
-        user, = User.create([{
-                    'name': "Radiologist", 'login': 'radiologist',
-                    'groups': [('add', [ModelData.get_id(
-                                    'health_radiology',
-                                    'group_radiology_staff')])],
-                    }])
+        user = create_user('radiologist', "Radiologist", 'group_radiology_staff')
         party, = Party.create([{'name': "Zoë Müller"}])
         result = Study.push_from_pacs(make_batch())
 
@@ -486,17 +486,10 @@ class HealthRadiologyTestCase(ModuleTestCase):
         pool = Pool()
         Party = pool.get('party.party')
         Study = pool.get('gnuhealth.radiology.study')
-        User = pool.get('res.user')
-        ModelData = pool.get('ir.model.data')
         StudyLink = pool.get('gnuhealth.radiology.study.link', type='wizard')
         StudyMatch = pool.get(
             'gnuhealth.radiology.study.match', type='wizard')
-        user, = User.create([{
-                    'name': "Radiologist", 'login': 'radiologist',
-                    'groups': [('add', [ModelData.get_id(
-                                    'health_radiology',
-                                    'group_radiology_staff')])],
-                    }])
+        user = create_user('radiologist', "Radiologist", 'group_radiology_staff')
         zoe, = Party.create([{'name': "Zoë"}])
         study = self.push_study(dicom_patient_id='P1')
 
@@ -676,7 +669,6 @@ class HealthRadiologyImagingTestCase(ModuleTestCase):
     @with_transaction()
     def test_link_puid(self):
         "A PatientID of any length matches a PUID or another identifier"
-        pool = Pool()
         patient = self.create_patient("Zoë")
         short = self.create_patient("Ana", ref='P7')
         other = self.create_patient("Eva", alternative_identification=True,
@@ -790,15 +782,8 @@ class HealthRadiologyImagingTestCase(ModuleTestCase):
         "Staff link a study to a patient and a request with the wizard"
         pool = Pool()
         Study = pool.get('gnuhealth.radiology.study')
-        User = pool.get('res.user')
-        ModelData = pool.get('ir.model.data')
         StudyLink = pool.get('gnuhealth.radiology.study.link', type='wizard')
-        user, = User.create([{
-                    'name': "Radiologist", 'login': 'radiologist',
-                    'groups': [('add', [ModelData.get_id(
-                                    'health_radiology',
-                                    'group_radiology_staff')])],
-                    }])
+        user = create_user('radiologist', "Radiologist", 'group_radiology_staff')
         patient = self.create_patient("Zoë")
         request = self.create_request(patient)
         study = self.push_study(accession=None, dicom_patient_id='X')
@@ -826,16 +811,9 @@ class HealthRadiologyImagingTestCase(ModuleTestCase):
     def test_access_sync_links(self):
         "The sync account links studies without reading patients itself"
         pool = Pool()
-        User = pool.get('res.user')
-        ModelData = pool.get('ir.model.data')
         Study = pool.get('gnuhealth.radiology.study')
         Patient = pool.get('gnuhealth.patient')
-        user, = User.create([{
-                    'name': "Orthanc", 'login': 'orthanc',
-                    'groups': [('add', [ModelData.get_id(
-                                    'health_radiology',
-                                    'group_radiology_sync')])],
-                    }])
+        user = create_user('orthanc', "Orthanc", 'group_radiology_sync')
         patient = self.create_patient("Zoë")
         request = self.create_request(patient)
         batch = make_batch()
@@ -910,17 +888,11 @@ class HealthRadiologyImagingTestCase(ModuleTestCase):
     def test_worklist_orders_access(self):
         "Only an account that may read imaging requests gets the worklist"
         pool = Pool()
-        User = pool.get('res.user')
-        ModelData = pool.get('ir.model.data')
         Request = pool.get('gnuhealth.imaging.test.request')
         request = self.create_request(self.create_patient("Zoë"))
         Request.requested([request])
-        sync, nobody = User.create([{
-                    'name': "Orthanc", 'login': 'orthanc',
-                    'groups': [('add', [ModelData.get_id(
-                                    'health_radiology',
-                                    'group_radiology_sync')])],
-                    }, {'name': "Nobody", 'login': 'nobody'}])
+        sync = create_user('orthanc', "Orthanc", 'group_radiology_sync')
+        nobody = create_user('nobody', "Nobody")
 
         for user, allowed in [(sync, True), (nobody, False)]:
             with self.subTest(user=user.login), \
