@@ -10,12 +10,18 @@ from dataclasses import dataclass, field
 # pushed again at the next NewSeries / StableSeries / StableStudy anyway.
 _STUDY_CHANGES = frozenset({"NewStudy", "StableStudy"})
 _SERIES_CHANGES = frozenset({"NewSeries", "StableSeries"})
+# Orthanc's IsStable is kept in each node's memory, for the instances that
+# node received: in a cluster, the other nodes see a study still arriving as
+# stable. The shared log knows better: until the StableStudy that follows
+# these, the study is still being received.
+_RECEIVING_CHANGES = frozenset({"NewStudy", "NewSeries", "StableSeries"})
 _DELETABLE = {"Study": "study", "Series": "series", "Instance": "instance"}
 
 
 @dataclass
 class Work:
     dirty_studies: list = field(default_factory=list)  # Orthanc study ids, in log order
+    receiving: set = field(default_factory=set)  # dirty, not complete whatever IsStable says
     deleted: list = field(default_factory=list)  # {"level", "orthanc_id"}
 
 
@@ -29,7 +35,8 @@ def deletion(resource_type, orthanc_id):
 
 
 def interpret(entries, parent_study_of):
-    """Dirty studies and deletions for a page of changes.
+    """Dirty studies (with those still being received) and deletions for a
+    page of changes.
 
     `parent_study_of(series_id)` returns the Orthanc id of a series' study,
     or None when the series is gone (it was deleted since: nothing to push).
@@ -37,20 +44,27 @@ def interpret(entries, parent_study_of):
     work = Work()
     seen = set()
 
-    def mark(study_id):
-        if study_id and study_id not in seen:
+    def mark(study_id, change):
+        if not study_id:
+            return
+        if study_id not in seen:
             seen.add(study_id)
             work.dirty_studies.append(study_id)
+        # The study's last change in the page tells whether it is complete.
+        if change in _RECEIVING_CHANGES:
+            work.receiving.add(study_id)
+        else:
+            work.receiving.discard(study_id)
 
     series_parent = {}
     for entry in entries:
         change, resource_id = entry.get("ChangeType"), entry.get("ID")
         if change in _STUDY_CHANGES:
-            mark(resource_id)
+            mark(resource_id, change)
         elif change in _SERIES_CHANGES:
             if resource_id not in series_parent:
                 series_parent[resource_id] = parent_study_of(resource_id)
-            mark(series_parent[resource_id])
+            mark(series_parent[resource_id], change)
         elif change == "Deleted":
             gone = deletion(entry.get("ResourceType"), resource_id)
             if gone and gone not in work.deleted:

@@ -123,7 +123,7 @@ class Plugin:
     def rest_status(self, output, uri, **request):
         if request["method"] != "GET":
             return output.SendMethodNotAllowed("GET")
-        status = self.worker.status.to_json() if self.worker else {"running": False}
+        status = self.worker.status_now() if self.worker else {"running": False}
         status["worklist"] = self.worklist.status() if self.worklist else {"enabled": False}
         _answer(output, status)
 

@@ -3,7 +3,7 @@
 Plain Python with injected dependencies:
 - `orthanc`: get(path) -> parsed JSON or None on 404, get_cursor() -> int,
   set_cursor(int) (the cursor lives in an Orthanc global property, so it
-  survives restarts and is shared by the nodes of one cluster);
+  survives restarts; each node of a cluster keeps its own);
 - `gnuhealth`: push(batch), raising GnuHealthUnavailable or StudyRejected;
 - `clock`: seconds since the epoch (time.time), for back-off and status.
 
@@ -223,10 +223,7 @@ class SyncWorker:
         self._serve_requests()
         now = self._clock()
         if now < self._next_attempt:
-            # Keep "pending" true while GNU Health is away: that is when
-            # people look at it.
-            self.status.update(next_attempt_in=round(self._next_attempt - now, 3),
-                               last_change=self._orthanc.get("/changes?last")["Last"])
+            self.status.update(next_attempt_in=round(self._next_attempt - now, 3))
             return False
         try:
             more = self._push_changes()
@@ -239,6 +236,15 @@ class SyncWorker:
         self._failures = 0
         self.status.update(next_attempt_in=None)
         return more
+
+    def status_now(self):
+        """The status, with Orthanc's last change read now: `pending` must be
+        true when someone looks, which is often while the worker sleeps
+        (backing off from a GNU Health outage)."""
+        last = self._orthanc.get("/changes?last")
+        if last is not None and self._cursor is not None:
+            self.status.update(last_change=last["Last"])
+        return self.status.to_json()
 
     def _back_off(self, error):
         self._failures += 1
@@ -253,7 +259,7 @@ class SyncWorker:
     def _push_changes(self):
         page = self._read_changes()
         work = changes.interpret(page.get("Changes", []), self._parent_study)
-        self._push_studies(work.dirty_studies)
+        self._push_studies(work.dirty_studies, work.receiving)
         known = {(d["level"], d["orthanc_id"]) for d in self._deleted}
         deleted = self._deleted + [d for d in work.deleted
                                    if (d["level"], d["orthanc_id"]) not in known]
@@ -348,8 +354,10 @@ class SyncWorker:
 
     # ---- pushing ----
 
-    def _fetch_study(self, orthanc_id):
-        """The study record, or None when the study left Orthanc meanwhile."""
+    def _fetch_study(self, orthanc_id, receiving=False):
+        """The study record, or None when the study left Orthanc meanwhile.
+        `receiving`: the change log says the study is still arriving, which
+        this node's IsStable misses when another node of a cluster receives it."""
         study = self._orthanc.get(f"/studies/{orthanc_id}")
         if study is None:
             return None
@@ -357,13 +365,17 @@ class SyncWorker:
         instances = self._orthanc.get(f"/studies/{orthanc_id}/instances")
         if series is None or instances is None:
             return None
-        return mapping.map_study(study, series, instances)
+        record = mapping.map_study(study, series, instances)
+        record["complete"] = record["complete"] and not receiving
+        return record
 
-    def _push_studies(self, orthanc_ids):
-        """Fetch and push studies StudiesPerPush at a time (bounded memory)."""
+    def _push_studies(self, orthanc_ids, receiving=frozenset()):
+        """Fetch and push studies StudiesPerPush at a time (bounded memory);
+        those in `receiving` are pushed as not complete yet."""
         size = self._settings.studies_per_push
         for start in range(0, len(orthanc_ids), size):
-            records = [r for r in map(self._fetch_study, orthanc_ids[start:start + size]) if r]
+            records = [r for r in (self._fetch_study(i, i in receiving)
+                                   for i in orthanc_ids[start:start + size]) if r]
             if records:
                 self._push_isolating(records)
 

@@ -28,20 +28,31 @@ def trytond(tmp_path, template_database):
 
 
 @pytest.fixture
-def orthanc(tmp_path, trytond, request):
+def failure_logs(request):
+    """Call it with servers (stack.Orthanc, stack.Trytond...): their logs are
+    printed if the test fails. Printed at teardown, once pytest knows."""
+    servers = []
+    yield servers.extend
+    report = getattr(request.node, 'rep_call', None)
+    if report is None or not report.failed:
+        return
+    for server in servers:
+        for log in sorted(server.workdir.glob('*.log')):
+            sys.stderr.write(f'\n----- {log} (last 80 lines)\n')
+            sys.stderr.write(''.join(log.read_text(errors='replace')
+                                     .splitlines(True)[-80:]))
+
+
+@pytest.fixture
+def orthanc(tmp_path, trytond, request, failure_logs):
     """Orthanc with the plugin; a test marked `gnuhealth(Key=value, ...)`
     sets those keys of its "GnuHealth" section."""
     marker = request.node.get_closest_marker('gnuhealth')
     server = stack.Orthanc(tmp_path / 'orthanc', trytond.url,
                            gnuhealth=marker.kwargs if marker else None)
+    failure_logs([server, trytond])
     yield server.start()
     server.stop()
-    report = getattr(request.node, 'rep_call', None)
-    if report is not None and report.failed:
-        for log in (server.workdir / 'orthanc.log', trytond.workdir / 'trytond.log'):
-            sys.stderr.write(f'\n----- {log} (last 80 lines)\n')
-            sys.stderr.write(''.join(log.read_text(errors='replace')
-                                     .splitlines(True)[-80:]))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -15,21 +15,11 @@ FAST = {'RetryMinDelay': 0.5, 'RetryMaxDelay': 2, 'PollInterval': 1}
 
 
 @pytest.fixture
-def fast_orthanc(tmp_path, trytond, request):
+def fast_orthanc(tmp_path, trytond, failure_logs):
     server = stack.Orthanc(tmp_path / 'orthanc', trytond.url, gnuhealth=FAST)
+    failure_logs([server, trytond])
     yield server.start()
     server.stop()
-    _dump_logs_on_failure(request, server, trytond)
-
-
-def _dump_logs_on_failure(request, server, trytond):
-    import sys
-    report = getattr(request.node, 'rep_call', None)
-    if report is not None and report.failed:
-        for log in (server.workdir / 'orthanc.log', trytond.workdir / 'trytond.log'):
-            sys.stderr.write(f'\n----- {log} (last 60 lines)\n')
-            sys.stderr.write(''.join(log.read_text(errors='replace')
-                                     .splitlines(True)[-60:]))
 
 
 def studies():
@@ -74,10 +64,11 @@ def test_trytond_down_while_30_studies_arrive(fast_orthanc, trytond, gnuhealth, 
     assert status['gnuhealth_reachable'] is True and status['failed'] == []
 
 
-def test_orthanc_sigkilled_during_a_sync_of_50(tmp_path, trytond, gnuhealth, request):
+def test_orthanc_sigkilled_during_a_sync_of_50(tmp_path, trytond, gnuhealth, failure_logs):
     # One study per RPC call: the sync of 50 takes long enough to be killed in.
     orthanc = stack.Orthanc(tmp_path / 'orthanc', trytond.url,
                             gnuhealth={**FAST, 'StudiesPerPush': 1})
+    failure_logs([orthanc, trytond])
     orthanc.start()
     try:
         trytond.stop()  # so that the sync of the 50 starts when we say
@@ -98,7 +89,6 @@ def test_orthanc_sigkilled_during_a_sync_of_50(tmp_path, trytond, gnuhealth, req
         assert (len(series), len(instances)) == (50, 50)
     finally:
         orthanc.stop()
-        _dump_logs_on_failure(request, orthanc, trytond)
 
 
 def test_rejected_study_is_failed_and_does_not_hold_back_20_others(
@@ -148,12 +138,13 @@ def test_deleting_a_study_and_a_series_shows_in_gnuhealth(fast_orthanc, gnuhealt
     assert sorted(s.pacs_state for s in other.series) == ['available', 'deleted']
 
 
-def test_backfill_of_500_studies_with_progress(tmp_path, trytond, gnuhealth, request):
+def test_backfill_of_500_studies_with_progress(tmp_path, trytond, gnuhealth, failure_logs):
     files = one_instance_studies(tmp_path / 'dicom', 500)
     # An archive that existed before the plugin: its change log already
     # consumed, so only POST /gnuhealth/resync brings it to GNU Health.
     orthanc = stack.Orthanc(tmp_path / 'orthanc', trytond.url,
                             gnuhealth={**FAST, 'Enabled': False})
+    failure_logs([orthanc, trytond])
     orthanc.start()
     try:
         orthanc.store(files)
@@ -187,4 +178,3 @@ def test_backfill_of_500_studies_with_progress(tmp_path, trytond, gnuhealth, req
         assert len(Model.get('gnuhealth.radiology.instance').find([])) == 500
     finally:
         orthanc.stop()
-        _dump_logs_on_failure(request, orthanc, trytond)

@@ -72,17 +72,14 @@ class ClusterNode(stack.Orthanc):
         return conf
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    'known defect, issue 3: in a two-node cluster a study can be pushed as '
-    'complete while missing an instance the other node stored (seen 39/40); '
-    'no duplicates ever seen'))
 def test_two_nodes_one_postgresql_index_no_duplicates(
-        tmp_path, trytond, gnuhealth, postgresql, request):
+        tmp_path, trytond, gnuhealth, postgresql, failure_logs):
     nodes = [ClusterNode(tmp_path / name, trytond.url, name='cluster', pg_port=postgresql,
                          storage=tmp_path / 'storage',
                          gnuhealth={'RetryMinDelay': 0.5, 'RetryMaxDelay': 2,
                                     'PollInterval': 1, 'PublicUrl': 'http://pacs:8042'})
              for name in ('node-a', 'node-b')]
+    failure_logs(nodes + [trytond])
     try:
         for node in nodes:
             node.start()
@@ -113,11 +110,3 @@ def test_two_nodes_one_postgresql_index_no_duplicates(
     finally:
         for node in nodes:
             node.stop()
-        report = getattr(request.node, 'rep_call', None)
-        if report is not None and report.failed:
-            import sys
-            for node in nodes:
-                log = node.workdir / 'orthanc.log'
-                if log.exists():
-                    sys.stderr.write(f'\n----- {log}\n' + ''.join(
-                        log.read_text(errors='replace').splitlines(True)[-40:]))

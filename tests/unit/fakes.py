@@ -55,6 +55,10 @@ class FakeOrthanc:
         self.state_writes = 0
         self.plugins = list(plugins)
         self.requests = []
+        # True: answer as a cluster node that did not receive the instances.
+        # Orthanc keeps IsStable in each node's memory, for its own receptions,
+        # so on the other nodes every study looks stable.
+        self.other_node = False
 
     # ---- building the archive, like C-STORE would ----
 
@@ -191,7 +195,7 @@ class FakeOrthanc:
         if study is None:
             return None
         if children is None:
-            return study
+            return {**study, "IsStable": True} if self.other_node else study
         series = [self.series[i] for i in study["Series"]]
         if children == "series":
             return series

@@ -29,6 +29,19 @@ def test_study_and_series_changes_mark_the_study_dirty_once_in_log_order():
     assert work.deleted == []
 
 
+def test_a_study_is_receiving_until_its_last_change_in_the_page_is_stable_study():
+    work = interpret([
+        entry(1, "NewStudy", "Study", "st1"),
+        entry(2, "NewSeries", "Series", "se2"),
+        entry(3, "StableSeries", "Series", "se1"),
+        entry(4, "StableStudy", "Study", "st1"),
+        entry(5, "StableStudy", "Study", "st2"),
+        entry(6, "NewSeries", "Series", "se2"),
+    ], parent)
+    assert work.dirty_studies == ["st1", "st2"]
+    assert work.receiving == {"st2"}
+
+
 def test_new_instances_alone_push_nothing():
     assert interpret([entry(1, "NewInstance", "Instance", "i1")], parent).dirty_studies == []
 

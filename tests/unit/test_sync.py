@@ -88,6 +88,21 @@ def test_stable_study_is_pushed_again_as_complete(orthanc, gnuhealth, clock, log
     assert [s["complete"] for b in gnuhealth.batches for s in b["studies"]] == [False, True]
 
 
+def test_study_received_by_another_cluster_node_is_complete_only_at_stable_study(
+        orthanc, gnuhealth, clock, log):
+    orthanc.other_node = True
+    orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    orthanc.store("1.2.3", "1.2.3.2", "1.2.3.2.1")
+    run_until_idle(worker)
+    orthanc.stabilize()
+    run_until_idle(worker)
+    pushed = [(s["complete"], sum(len(se["instances"]) for se in s["series"]))
+              for b in gnuhealth.batches for s in b["studies"]]
+    assert pushed == [(False, 1), (False, 2), (True, 2)]
+
+
 def test_cursor_is_read_from_orthanc_and_old_changes_are_not_replayed(
         orthanc, gnuhealth, clock, log):
     orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
@@ -120,8 +135,9 @@ def test_cursor_is_not_advanced_when_gnuhealth_is_unreachable(orthanc, gnuhealth
     assert "unreachable" in status["last_error"]
     assert status["pending"] == 4
     orthanc.store("1.2.4", "1.2.4.1", "1.2.4.1.1")
+    # Read while the worker sleeps: still exact.
+    assert worker.status_now()["pending"] == 7  # same patient: no NewPatient
     worker.run_once()  # still backing off
-    assert worker.status.to_json()["pending"] == 7  # same patient: no NewPatient
     assert gnuhealth.calls == 1
 
 
