@@ -3,13 +3,13 @@
 A modality's C-FIND must not wait on GNU Health, so a background thread
 keeps a cache of the open orders, each already encoded as the DICOM
 answer Orthanc sends. A query only filters that cache: cheap keys here
-(modality, station, date range, patient, accession), the full DICOM
-matching by Orthanc itself (orthanc_bridge.py).
+(modality, station, date range, patient, accession, name prefix), the
+full DICOM matching by Orthanc itself (orthanc_bridge.py).
 
 Freshness: while GNU Health answers, the cache is at most RefreshInterval
-(plus one RPC) old. When it does not, queries are answered from the last
-good cache, and each query logs a warning once it is older than
-MaxStaleness.
+(plus one load) old. When it does not, queries are answered from the last
+good cache; once that is older than MaxStaleness, a warning is logged
+once per MaxStaleness.
 """
 import datetime
 import threading
