@@ -12,6 +12,8 @@ from trytond.pyson import Eval, If
 from trytond.tools import grouped_slice
 from trytond.transaction import without_check_access
 
+from .study import LINK_READONLY
+
 
 def _patient_name(patient):
     party = patient.party
@@ -24,13 +26,14 @@ class Study(metaclass=PoolMeta):
     __name__ = 'gnuhealth.radiology.study'
 
     patient = fields.Many2One(
-        'gnuhealth.patient', "Patient",
+        'gnuhealth.patient', "Patient", states={'readonly': LINK_READONLY},
         help="The GNU Health patient the images belong to.")
     imaging_request = fields.Many2One(
         'gnuhealth.imaging.test.request', "Imaging Request",
         domain=[If(Eval('patient'),
                 ('patient', '=', Eval('patient', -1)),
                 ())],
+        states={'readonly': LINK_READONLY},
         help="The imaging test request (order) the study answers.")
     imaging_result = fields.Many2One(
         'gnuhealth.imaging.test.result', "Imaging Result", readonly=True,

@@ -8,6 +8,7 @@ from sql.aggregate import Count
 from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
+from trytond.pyson import Eval, Id
 from trytond.rpc import RPC
 from trytond.tools import grouped_slice, reduce_ids
 from trytond.transaction import Transaction, without_check_access
@@ -32,6 +33,14 @@ DELETED_LEVELS = {
     'series': ('gnuhealth.radiology.series', 'study.server'),
     'instance': ('gnuhealth.radiology.instance', 'series.study.server'),
     }
+
+
+# Only radiology staff and administrators may change a study's links; for
+# everyone else (clinicians) the form shows them read-only rather than
+# failing when saved.
+_GROUPS = Eval('context', {}).get('groups', [])
+LINK_READONLY = ~(Id('health_radiology', 'group_radiology_staff').in_(_GROUPS)
+    | Id('health_radiology', 'group_radiology_admin').in_(_GROUPS))
 
 
 class Study(ModelSQL, ModelView):
@@ -90,7 +99,7 @@ class Study(ModelSQL, ModelView):
         "Last Synchronization", readonly=True,
         help="When a push from the PACS last changed the study.")
     party = fields.Many2One(
-        'party.party', "Party",
+        'party.party', "Party", states={'readonly': LINK_READONLY},
         help="The person the images belong to.")
     link_state = fields.Selection(
         LINK_STATES, "Link State", readonly=True,

@@ -110,7 +110,9 @@ def test_clinician_has_no_admin_menus_nor_pacs_writes(demo, page):
     assert menu.get_by_text('Administration', exact=True).count() == 0
     assert menu.get_by_text('Radiology', exact=True).count() == 0
     form = sao.current_tab(page)
-    for name in ('description', 'dicom_patient_id', 'accession', 'study_uid'):
+    # PACS fields, and the links only radiology staff may change.
+    for name in ('description', 'dicom_patient_id', 'accession', 'study_uid',
+                 'party', 'patient', 'imaging_request'):
         field = form.locator(f'[name="{name}"]').first
         field.wait_for(state='attached')
         assert (field.get_attribute('readonly') is not None
