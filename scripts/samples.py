@@ -24,25 +24,30 @@ def real_samples():
 
 
 def generate_study(directory, series=3, instances=20, study_uid=None,
-                   template='CT_small.dcm', **study_tags):
+                   template='CT_small.dcm', seed=None, **study_tags):
     """Write a study of `series` x `instances` files into `directory`.
 
     `study_tags` set or override top-level tags on every file, by keyword
     (PatientID='P1', AccessionNumber='A1', SpecificCharacterSet='ISO_IR 192',
-    ...); a value of None deletes the tag. Returns the file paths.
+    ...); a value of None deletes the tag. With a `seed`, the UIDs are the
+    same at every call (the demo sends the same study again, not a new
+    one). Returns the file paths.
     """
+    def uid(*parts):
+        return generate_uid(entropy_srcs=[seed, *map(str, parts)] if seed else None)
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     base = pydicom.dcmread(real_sample(template))
-    study_uid = study_uid or generate_uid()
+    study_uid = study_uid or uid('study')
     paths = []
     for s in range(1, series + 1):
-        series_uid = generate_uid()
+        series_uid = uid('series', s)
         for i in range(1, instances + 1):
             ds = copy.deepcopy(base)
             ds.StudyInstanceUID = study_uid
             ds.SeriesInstanceUID = series_uid
-            ds.SOPInstanceUID = generate_uid()
+            ds.SOPInstanceUID = uid('instance', s, i)
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             ds.SeriesNumber = s
             ds.InstanceNumber = i

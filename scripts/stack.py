@@ -367,7 +367,8 @@ def demo_records(trytond):
 def send_demo_studies(orthanc, patients, directory):
     """Send the sample studies: one per demo patient that has one (with its
     PUID, and its order's code as accession when asked), one that matches
-    no one, pydicom's real files and a generated 3-series CT."""
+    no one, pydicom's real files and a generated 3-series CT. Their UIDs
+    are fixed, so a demo started again resends the same studies."""
     directory = Path(directory)
     files = []
     for number, patient in enumerate(patients):
@@ -375,16 +376,17 @@ def send_demo_studies(orthanc, patients, directory):
             continue
         files += samples.generate_study(
             directory / f'patient-{number}', series=2, instances=5,
+            seed=f"demo {patient['puid']}",
             SpecificCharacterSet='ISO_IR 192', PatientID=patient['puid'],
             PatientName=f"{patient['lastname']}^{patient['name']}",
             AccessionNumber=patient['request'] if patient['accession'] else None,
             StudyDescription=patient['study'])
     files += samples.generate_study(
-        directory / 'unmatched', series=1, instances=3,
+        directory / 'unmatched', series=1, instances=3, seed='demo unmatched',
         PatientID=UNMATCHED_PATIENT_ID, PatientName='Walk-in^Unknown',
         AccessionNumber=None, StudyDescription='CT chest, walk-in (no order)')
     files += samples.real_samples() + samples.generate_study(
-        directory / 'generated', series=3, instances=20,
+        directory / 'generated', series=3, instances=20, seed='demo generated',
         PatientName='Demo^Generated', PatientID='DEMO-0001',
         StudyDescription='Generated CT, 3 series')
     orthanc.store(files)
