@@ -52,35 +52,24 @@ def dialog(page):
 
 
 def choose(page, name, typed, record, timeout=30000):
-    """Type `typed` in the dialog's many2one field `name` and end up with
-    `record` (its full label) chosen.
+    """Type `typed` in the dialog's many2one field `name` and pick `record`
+    (its full label) among the matches SAO proposes, as a person does.
 
-    SAO fills in a single match itself, or opens its search dialog when
-    several match; either may take a server round-trip, so wait for
-    whichever happens rather than for a fixed time.
+    Not Tab: SAO ignores Tab while its list of matches is open, and that
+    list opens 300 ms after typing plus a server round-trip, so what Tab
+    does would depend on the machine's speed.
     """
-    field = dialog(page).locator(f'input[name="{name}"]')
-    field.fill(typed)
-    field.press('Tab')
-    outcome = page.wait_for_function(
-        """([name, record]) => {
-            const dialogs = [...document.querySelectorAll('.modal-dialog')];
-            if (dialogs.some(d => [...d.querySelectorAll(`input[name="${name}"]`)]
-                    .some(e => e.value === record))) {
-                return 'chosen';
-            }
-            return dialogs.some(d => d.querySelector('.modal-title')
-                && d.querySelector('.modal-title').textContent.includes('Search'))
-                ? 'search' : false;
-        }""", arg=[name, record], timeout=timeout).json_value()
-    if outcome == 'search':
-        search = page.locator('.modal-dialog', has=page.locator(
-            '.modal-title', has_text='Search')).last
-        # The row's selector, not its text: the text links to the record.
-        search.locator('tr', has_text=record).first.locator('input').first.click()
-        search.get_by_role('button', name=re.compile(r'^\s*ok\s*$', re.I)).click()
-        search.wait_for(state='detached')
-        page.wait_for_function(
-            """([name, record]) => [...document.querySelectorAll(
-                `.modal-dialog input[name="${name}"]`)].some(e => e.value === record)""",
-            arg=[name, record], timeout=timeout)
+    # Typing before the dialog is shown is lost: SAO draws the record into
+    # it then. Shown, it puts the focus on its first field.
+    page.wait_for_function("""() => {
+        const shown = [...document.querySelectorAll('.modal.in')].pop();
+        return shown && shown.contains(document.activeElement);
+    }""", timeout=timeout)
+    dialog(page).locator(f'input[name="{name}"]').fill(typed)
+    match = page.locator('.modal-dialog .dropdown.open .dropdown-menu li a',
+                         has_text=record).first
+    match.click(timeout=timeout)
+    page.wait_for_function(
+        """([name, record]) => [...document.querySelectorAll(
+            `.modal-dialog input[name="${name}"]`)].some(e => e.value === record)""",
+        arg=[name, record], timeout=timeout)
