@@ -10,11 +10,6 @@ from dataclasses import dataclass, field
 # pushed again at the next NewSeries / StableSeries / StableStudy anyway.
 _STUDY_CHANGES = frozenset({"NewStudy", "StableStudy"})
 _SERIES_CHANGES = frozenset({"NewSeries", "StableSeries"})
-# Orthanc's IsStable is kept in each node's memory, for the instances that
-# node received: in a cluster, the other nodes see a study still arriving as
-# stable. The shared log knows better: until the StableStudy that follows
-# these, the study is still being received.
-_RECEIVING_CHANGES = frozenset({"NewStudy", "NewSeries", "StableSeries"})
 _DELETABLE = {"Study": "study", "Series": "series", "Instance": "instance"}
 
 
@@ -50,11 +45,14 @@ def interpret(entries, parent_study_of):
         if study_id not in seen:
             seen.add(study_id)
             work.dirty_studies.append(study_id)
-        # The study's last change in the page tells whether it is complete.
-        if change in _RECEIVING_CHANGES:
-            work.receiving.add(study_id)
-        else:
+        # Orthanc's IsStable is kept in each node's memory, for the instances
+        # that node received: in a cluster, the other nodes see a study still
+        # arriving as stable. The shared log knows better: until its last
+        # change in the page is StableStudy, the study is still arriving.
+        if change == "StableStudy":
             work.receiving.discard(study_id)
+        else:
+            work.receiving.add(study_id)
 
     series_parent = {}
     for entry in entries:

@@ -74,12 +74,13 @@ class Plugin:
         self.worker = None
         self.thread = None
         self.lookup = explorer.StudyLookup(settings)
+        # One client for the sync and the worklist: it keeps a session per thread.
+        self.client = GnuHealthClient(settings, _log_info)
         self.worklist = None
         if settings.worklist.enabled:
-            client = GnuHealthClient(settings, _log_info)
             self.worklist = worklist.OrderCache(
                 settings.worklist,
-                lambda: client.open_imaging_orders(settings.worklist.order_states), _log)
+                lambda: self.client.open_imaging_orders(settings.worklist.order_states), _log)
 
     def on_change(self, change_type, resource_type, resource_id):
         if change_type == orthanc.ChangeType.ORTHANC_STARTED:
@@ -95,8 +96,7 @@ class Plugin:
                 self.worker.wake()
 
     def start(self):
-        self.worker = SyncWorker(self.settings, self.adapter,
-                                 GnuHealthClient(self.settings, _log_info), _log)
+        self.worker = SyncWorker(self.settings, self.adapter, self.client, _log)
         self.thread = threading.Thread(target=self.worker.run, name="gnuhealth-sync",
                                        daemon=True)
         self.thread.start()

@@ -73,12 +73,6 @@ def _local(utc_datetime):
     return utc_datetime.replace(tzinfo=datetime.timezone.utc).astimezone()
 
 
-def _utc_offset(moment):
-    minutes = int(moment.utcoffset().total_seconds() // 60)
-    sign = "+" if minutes >= 0 else "-"
-    return f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
-
-
 def order_dataset(order, settings: WorklistSettings) -> Dataset:
     """The worklist answer for one order (see tryton_stub_module/worklist.py
     for the keys of `order`)."""
@@ -111,7 +105,7 @@ def order_dataset(order, settings: WorklistSettings) -> Dataset:
     step.ScheduledPerformingPhysicianName = ""
     answer.ScheduledProcedureStepSequence = [step]
     if start:
-        answer.TimezoneOffsetFromUTC = _utc_offset(start)
+        answer.TimezoneOffsetFromUTC = start.strftime("%z")
     return answer
 
 
@@ -223,8 +217,8 @@ class OrderCache:
         self._fetch = fetch
         self._log = log
         self._clock = clock
-        self._items = ()
-        self._encoded = {}
+        # order key -> WorklistItem, in GNU Health's order (oldest first)
+        self._items = {}
         self._loaded_at = None
         self._load_seconds = None
         self._last_error = None
@@ -254,12 +248,10 @@ class OrderCache:
         started = self._clock()
         try:
             orders = self._fetch()
-            items, encoded = [], {}
+            items = {}
             for order in orders:
                 key = _order_key(order)
-                item = self._encoded.get(key) or order_item(order, self.settings)
-                encoded[key] = item
-                items.append(item)
+                items[key] = self._items.get(key) or order_item(order, self.settings)
         except Exception as error:  # the cache must survive anything GNU Health says
             message = f"{type(error).__name__}: {error}"
             if message != self._last_error:
@@ -268,7 +260,7 @@ class OrderCache:
                                      f"good cache ({len(self._items)} orders)")
             self._last_error = message
             return False
-        self._items, self._encoded = tuple(items), encoded
+        self._items = items
         self._loaded_at = self._clock()
         self._load_seconds = self._loaded_at - started
         if self._last_error is not None:
@@ -290,16 +282,19 @@ class OrderCache:
             return []
         self._warn_if_stale()
         keys = query_keys(dcmread(BytesIO(query_dicom), force=True))
-        return [item.dicom for item in self._items if keys.admits(item)]
+        return [item.dicom for item in self._items.values() if keys.admits(item)]
 
     def age(self):
         if self._loaded_at is None:
             return None
         return self._clock() - self._loaded_at
 
+    def _stale(self, age):
+        return age is None or age > self.settings.max_staleness
+
     def _warn_if_stale(self):
         age = self.age()
-        if age is not None and age <= self.settings.max_staleness:
+        if not self._stale(age):
             return
         now = self._clock()
         # One line per MaxStaleness, not one per query.
@@ -320,7 +315,7 @@ class OrderCache:
         return {
             "orders": len(self._items),
             "age_seconds": None if age is None else round(age, 1),
-            "stale": age is None or age > self.settings.max_staleness,
+            "stale": self._stale(age),
             # how long the last good load took (RPC and encoding)
             "load_seconds": None if self._load_seconds is None else round(
                 self._load_seconds, 3),

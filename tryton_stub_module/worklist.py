@@ -49,6 +49,9 @@ class ImagingTestRequest(metaclass=PoolMeta):
         if 'worklist_status' in cls._fields:
             domain.append(('worklist_status', 'not in', ['done', 'canceled']))
         requests = cls.search(domain, order=[('date', 'ASC'), ('id', 'ASC')])
+        # Browsed again: a record keeps the context it was made in, and the
+        # patient's party, the test and the doctor are read on the order's
+        # behalf, whatever the caller's rights on those models.
         with without_check_access():
             return [r._worklist_order() for r in cls.browse(requests)]
 
