@@ -48,6 +48,13 @@ SAO = CACHE / 'sao'
 LAUNCHER = REPO / 'orthanc_gnuhealth_plugin' / 'launcher' / 'orthanc_gnuhealth.py'
 
 
+def checkout_env(**extra):
+    """The environment of trytond and its tools: this checkout's module
+    first, whatever checkout the venv's editable install points at."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')]))
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
@@ -153,7 +160,7 @@ def template_database():
     work.mkdir()
     conf = trytond_conf(work, free_port(), work)
     (work / 'password').write_text(ADMIN[1])
-    env = dict(os.environ, TRYTONPASSFILE=str(work / 'password'))
+    env = checkout_env(TRYTONPASSFILE=str(work / 'password'))
     (work / f'{DATABASE}.sqlite').touch()
     subprocess.run(
         [VENV / 'bin' / 'trytond-admin', '-c', conf, '-d', DATABASE, '--all',
@@ -162,7 +169,7 @@ def template_database():
     subprocess.run(
         [VENV / 'bin' / 'python', REPO / 'scripts' / 'demo_data.py',
          '--config', conf, '--database', DATABASE, 'accounts',
-         '--sync-password', SYNC[1]], check=True)
+         '--sync-password', SYNC[1]], check=True, env=checkout_env())
     os.replace(work / f'{DATABASE}.sqlite', target)
     shutil.rmtree(work)
     for old in CACHE.glob(f'{DATABASE}-*.sqlite'):
@@ -196,7 +203,7 @@ class Trytond:
         conf = trytond_conf(self.workdir, self.port, self.workdir)
         self.process = Process(
             'trytond', [VENV / 'bin' / 'trytond', '-c', conf],
-            self.workdir / 'trytond.log').start()
+            self.workdir / 'trytond.log', env=checkout_env()).start()
         wait_until(lambda: xmlrpc.client.ServerProxy(self.url)
                    .common.server.version(), 60, 'trytond', self.process.popen)
         return self
