@@ -215,6 +215,15 @@ class Trytond:
 
 # --- Orthanc ---------------------------------------------------------------
 
+# GnuHealth.RpcTimeout of the test Orthanc (the plugin's default, written out
+# because the test client's patience is derived from it).
+RPC_TIMEOUT = 30
+# POST /gnuhealth/studies/{id}/sync is the slowest route: it waits for the
+# worker's push, itself bounded by RpcTimeout plus a few seconds
+# (orthanc_bridge.py). The test client waits that long and this much more,
+# so a test never gives up on a route the plugin is still allowed to answer.
+CLIENT_SLACK = 30
+
 class Orthanc:
     "Orthanc with the plugin, its own storage, ports and configuration."
 
@@ -262,6 +271,7 @@ class Orthanc:
                 'TrytonUser': SYNC[0],
                 'TrytonPassword': SYNC[1],
                 'PollInterval': 2,
+                'RpcTimeout': RPC_TIMEOUT,
                 **self.gnuhealth,
             },
         }
@@ -287,12 +297,17 @@ class Orthanc:
         if self.process:
             self.process.kill()
 
+    @property
+    def client_timeout(self):
+        "How long a request of the tests waits for Orthanc's answer, in seconds."
+        return self.configuration()['GnuHealth']['RpcTimeout'] + CLIENT_SLACK
+
     def request(self, method, path, body=None):
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method)
         token = base64.b64encode(':'.join(ORTHANC_ADMIN).encode()).decode()
         req.add_header('Authorization', 'Basic ' + token)
-        with urllib.request.urlopen(req, timeout=30) as response:
+        with urllib.request.urlopen(req, timeout=self.client_timeout) as response:
             payload = response.read()
         return json.loads(payload) if payload else None
 

@@ -5,8 +5,6 @@ administrator orders a chest CT for a patient through proteus, the modality
 sends the study by C-STORE with the order's accession number and the
 patient's PUID, and GNU Health links it to both and closes the order.
 """
-import time
-
 from proteus import Model
 
 import demo_data
@@ -31,8 +29,9 @@ def test_study_links_to_patient_and_imaging_request(orthanc, gnuhealth, tmp_path
 
     def linked():
         studies = Study.find([])
-        return studies and studies[0].link_state == 'linked' and studies[0]
-    study = wait_until(linked, 90, 'the study linked in GNU Health')
+        return (studies and studies[0].link_state == 'linked'
+                and studies[0].reception == 'complete' and studies[0])
+    study = wait_until(linked, 90, 'the study linked and complete in GNU Health')
 
     assert study.accession == request.request
     assert study.dicom_patient_id == patient.puid
@@ -46,10 +45,13 @@ def test_study_links_to_patient_and_imaging_request(orthanc, gnuhealth, tmp_path
     assert result and result.request == request and result.patient == patient
     assert [s.id for s in Patient(patient.id).radiology_studies] == [study.id]
 
-    # The same study sent again stays one study on one result.
-    orthanc.post(f'/gnuhealth/studies/{study.orthanc_id}/sync')
-    time.sleep(2)
-    assert len(Study.find([])) == 1
+    # The same study sent again stays one study on one result. The route
+    # answers once GNU Health committed the push (the worker is idle: the
+    # study is complete), so the records are checked right after.
+    answer = orthanc.post(f'/gnuhealth/studies/{study.orthanc_id}/sync')
+    assert answer == {'orthanc_id': study.orthanc_id, 'study_uid': study.study_uid,
+                      'result': 'pushed'}
+    assert [s.id for s in Study.find([])] == [study.id]
     assert len(Model.get('gnuhealth.imaging.test.result').find([])) == 1
 
 
