@@ -4,21 +4,29 @@
 
 from trytond.i18n import gettext
 from trytond.exceptions import UserError
-from trytond.pool import PoolMeta
+from trytond.pool import Pool, PoolMeta
 from trytond.rpc import RPC
-from trytond.transaction import without_check_access
 
 # GNU Health's genders that DICOM's PatientSex can say; the others are "O".
 _DICOM_SEX = {'m': 'M', 'f': 'F', None: ''}
+# The party fields of a DICOM person name.
+_NAME_FIELDS = ['is_person', 'lastname', 'name']
 
 
 def _person_name(party):
     "Family and given names, the two first components of a DICOM name"
     if not party:
         return ['', '']
-    if party.is_person:
-        return [party.lastname or '', party.name or '']
-    return [party.name or '', '']
+    if party['is_person']:
+        return [party['lastname'] or '', party['name'] or '']
+    return [party['name'] or '', '']
+
+
+def _related(row, *path):
+    "The read values at the end of a path of Many2One fields, or None"
+    for name in path:
+        row = row and row[name + '.']
+    return row
 
 
 class ImagingTestRequest(metaclass=PoolMeta):
@@ -36,8 +44,13 @@ class ImagingTestRequest(metaclass=PoolMeta):
         """Return the orders in `states` still to be performed, oldest first,
         as plain values for the Orthanc plugin's worklist
 
-        The search runs with the caller's access rights, so only an account
-        that may read imaging requests (the sync group may) gets them.
+        Everything is read with `search_read`, so with the caller's access
+        rights like any other read: only an account that may read the
+        imaging requests, their tests and test types, their patients,
+        parties and doctors gets the worklist (the radiology sync group
+        may); any other gets an access error. (Reading through the records'
+        attributes would check nothing: Tryton reads related records
+        without access checks.)
         """
         known = {s for s, _ in cls.state.selection}
         if (not isinstance(states, (list, tuple)) or not states
@@ -48,32 +61,47 @@ class ImagingTestRequest(metaclass=PoolMeta):
         domain = [('state', 'in', list(states))]
         if 'worklist_status' in cls._fields:
             domain.append(('worklist_status', 'not in', ['done', 'canceled']))
-        requests = cls.search(domain, order=[('date', 'ASC'), ('id', 'ASC')])
-        # Browsed again: a record keeps the context it was made in, and the
-        # patient's party, the test and the doctor are read on the order's
-        # behalf, whatever the caller's rights on those models.
-        with without_check_access():
-            return [r._worklist_order() for r in cls.browse(requests)]
+        rows = cls.search_read(
+            domain, order=[('date', 'ASC'), ('id', 'ASC')],
+            fields_names=cls._worklist_fields())
+        return [cls._worklist_order(r) for r in rows]
 
-    def _worklist_order(self):
-        party = self.patient.party
-        test = self.requested_test
+    @classmethod
+    def _worklist_fields(cls):
+        Test = Pool().get('gnuhealth.imaging.test')
+        fields = [
+            'request', 'request_line', 'date', 'urgent', 'comment',
+            'requested_test.name', 'requested_test.test_type.code',
+            'patient.party.ref', 'patient.party.dob', 'patient.party.gender',
+            ]
+        fields += ['patient.party.' + f for f in _NAME_FIELDS]
+        fields += ['doctor.party.' + f for f in _NAME_FIELDS]
+        # health_imaging_worklist's study UID and per-test station
+        if 'merge_id' in cls._fields:
+            fields.append('merge_id')
+        if 'aetitle' in Test._fields:
+            fields.append('requested_test.aetitle')
+        return fields
+
+    @classmethod
+    def _worklist_order(cls, row):
+        party = _related(row, 'patient', 'party')
+        test = _related(row, 'requested_test')
+        test_type = _related(test, 'test_type')
         return {
-            'request': self.id,
-            'accession': self.request or '',
-            'procedure_id': self.request_line or self.request or str(self.id),
-            'procedure': test.name or '',
-            'test_type': test.test_type.code if test.test_type else '',
-            # health_imaging_worklist's per-test station and study UID
-            'station_aet': getattr(test, 'aetitle', None) or '',
-            'study_uid': getattr(self, 'merge_id', None) or '',
-            'date': self.date,
-            'urgent': bool(self.urgent),
-            'comment': self.comment or '',
-            'patient_id': party.ref or '',
+            'request': row['id'],
+            'accession': row['request'] or '',
+            'procedure_id': row['request_line'] or row['request'] or str(row['id']),
+            'procedure': test['name'] or '',
+            'test_type': test_type['code'] if test_type else '',
+            'station_aet': test.get('aetitle') or '',
+            'study_uid': row.get('merge_id') or '',
+            'date': row['date'],
+            'urgent': bool(row['urgent']),
+            'comment': row['comment'] or '',
+            'patient_id': party['ref'] or '',
             'patient_name': _person_name(party),
-            'birth_date': party.dob,
-            'sex': _DICOM_SEX.get(party.gender, 'O'),
-            'physician_name': _person_name(
-                self.doctor.party if self.doctor else None),
+            'birth_date': party['dob'],
+            'sex': _DICOM_SEX.get(party['gender'], 'O'),
+            'physician_name': _person_name(_related(row, 'doctor', 'party')),
             }

@@ -906,5 +906,67 @@ class HealthRadiologyImagingTestCase(ModuleTestCase):
                     with self.assertRaises(AccessError):
                         Request.worklist_orders(['requested'])
 
+    # --- Worklist: patient data is read with the caller's rights ---
+
+    def restrict_patients(self):
+        """Take away GNU Health's read access on patients for everyone, as a
+        hospital that keeps patient records to its clinical staff does, and
+        return a user who may read imaging requests, tests and test types,
+        but not patients"""
+        pool = Pool()
+        Group = pool.get('res.group')
+        Model = pool.get('ir.model')
+        ModelAccess = pool.get('ir.model.access')
+        ModelData = pool.get('ir.model.data')
+        ModelAccess.write([ModelAccess(ModelData.get_id(
+                        'health', 'access_health_patient'))],
+            {'perm_read': False})
+        group, = Group.create([{'name': "Imaging requests only"}])
+        ModelAccess.create([{
+                    'model': model.id, 'group': group.id,
+                    'perm_read': True, 'perm_write': False,
+                    'perm_create': False, 'perm_delete': False,
+                    } for model in Model.search([('model', 'in', [
+                                'gnuhealth.imaging.test.request',
+                                'gnuhealth.imaging.test',
+                                'gnuhealth.imaging.test.type'])])])
+        user = create_user('requests', "Requests only")
+        user.groups += (group,)
+        user.save()
+        return user
+
+    @with_transaction()
+    def test_worklist_orders_refused_without_patient_access(self):
+        "The worklist refuses an account that may not read the patients"
+        Request = Pool().get('gnuhealth.imaging.test.request')
+        request = self.create_request(self.create_patient("Zoë"))
+        Request.requested([request])
+        user = self.restrict_patients()
+
+        with Transaction().set_user(user.id), \
+                Transaction().set_context(_check_access=True):
+            self.assertEqual(Request.search([]), [request])
+            # gnuhealth.patient's name in ir.model
+            with self.assertRaisesRegex(AccessError, '^You are not allowed to '
+                    'access "Patient related information"'):
+                Request.worklist_orders(['requested'])
+
+    @with_transaction()
+    def test_worklist_orders_sync_reads_restricted_patients(self):
+        "The sync group keeps the worklist where patients are restricted"
+        Request = Pool().get('gnuhealth.imaging.test.request')
+        patient = self.create_patient("Zoë")
+        request = self.create_request(patient)
+        Request.requested([request])
+        self.restrict_patients()
+        sync = create_user('orthanc', "Orthanc", 'group_radiology_sync')
+
+        with Transaction().set_user(sync.id), \
+                Transaction().set_context(_check_access=True):
+            order, = Request.worklist_orders(['requested'])
+        self.assertEqual(
+            (order['request'], order['patient_id']),
+            (request.id, patient.party.ref))
+
 
 del ModuleTestCase
