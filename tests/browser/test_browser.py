@@ -49,7 +49,15 @@ def test_clinician_opens_linked_study_in_web_viewer(demo, page):
     viewer.wait_for_function('() => document.querySelectorAll("canvas").length > 0')
     stack.wait_until(lambda: any(r.status == 200 for r in images), 30,
                      'the web viewer loading images from Orthanc')
-    viewer.wait_for_timeout(1000)  # let the first image paint
+    # The first image painted: some pixel of a canvas is not black.
+    viewer.wait_for_function('''() => [...document.querySelectorAll('canvas')].some(c => {
+        const context = c.width && c.height && c.getContext('2d');
+        if (!context) return false;
+        const data = context.getImageData(0, 0, c.width, c.height).data;
+        for (let i = 0; i < data.length; i += 4)
+            if (data[i] || data[i + 1] || data[i + 2]) return true;
+        return false;
+    })''')
     screenshot(viewer, 'orthanc-web-viewer')
 
 
@@ -110,14 +118,18 @@ def test_clinician_has_no_admin_menus_nor_pacs_writes(demo, page):
     assert menu.get_by_text('Administration', exact=True).count() == 0
     assert menu.get_by_text('Radiology', exact=True).count() == 0
     form = sao.current_tab(page)
-    # PACS fields, and the links only radiology staff may change.
-    for name in ('description', 'dicom_patient_id', 'accession', 'study_uid',
-                 'party', 'patient', 'imaging_request'):
-        field = form.locator(f'[name="{name}"]').first
-        field.wait_for(state='attached')
-        assert (field.get_attribute('readonly') is not None
-                or field.get_attribute('disabled') is not None
-                or field.evaluate('e => !e.matches("input, textarea, select")')), name
+    # PACS fields, and the links only radiology staff may change: each one
+    # is on the form as an input, and every input of a study field is
+    # read-only (a clinician may not write studies). Other inputs, such as
+    # the series list's row selectors, are no fields.
+    fields = demo.rpc('model.gnuhealth.radiology.study.fields_get', None).keys()
+    form.locator('input[name="imaging_request"]').wait_for(state='attached')
+    inputs = dict(form.locator('input[name], textarea[name], select[name]').evaluate_all(
+        'controls => controls.map(c => [c.name, c.readOnly || c.disabled])'))
+    inputs = {name: read_only for name, read_only in inputs.items() if name in fields}
+    assert {'description', 'dicom_patient_id', 'accession', 'study_uid',
+            'party', 'patient', 'imaging_request'} <= inputs.keys(), inputs
+    assert [name for name, read_only in inputs.items() if not read_only] == []
     assert form.locator('button#delete_').count() == 0 or \
         form.locator('button#delete_').is_disabled()
     # Each series links to Orthanc's preview of its first image.
@@ -127,12 +139,17 @@ def test_clinician_has_no_admin_menus_nor_pacs_writes(demo, page):
     assert answer.ok and answer.headers['content-type'] == 'image/png'
     screenshot(page, 'sao-study-form-clinician')
 
-    # And the server refuses what the form does not offer.
+    # And the server refuses what the form does not offer: trytond's
+    # AccessError (a UserError, fault code 1) on the study model.
+    refused = (1, 'You are not allowed to access "Radiology Study". - ')
     with xmlrpc.client.ServerProxy(
             demo.trytond.database_url.replace('http://', 'http://%s:%s@' % stack.CLINICIAN),
             allow_none=True) as server:
-        with pytest.raises(xmlrpc.client.Fault):
+        with pytest.raises(xmlrpc.client.Fault) as write:
             server.model.gnuhealth.radiology.study.write(
                 [study['id']], {'description': 'changed'}, {})
-        with pytest.raises(xmlrpc.client.Fault):
+        with pytest.raises(xmlrpc.client.Fault) as delete:
             server.model.gnuhealth.radiology.study.delete([study['id']], {})
+    assert (write.value.faultCode, write.value.faultString) == refused
+    assert (delete.value.faultCode, delete.value.faultString) == refused
+    assert study_of(demo, bruno['puid'])['description'] == study['description']
