@@ -98,19 +98,18 @@ def test_studies_arrive_once_with_series_instances_and_viewer_links(
 
     base = orthanc.url
     for study in gnuhealth_studies():
-        links = orthanc.get(f'/gnuhealth/studies/{study.orthanc_id}/viewers')
-        expected = {
-            'ohif': f'{base}/ohif/viewer?StudyInstanceUIDs={study.study_uid}',
-            'stone': f'{base}/stone-webviewer/index.html?study={study.study_uid}',
-            'explorer': f'{base}/app/explorer.html#study?uuid={study.orthanc_id}',
-        }
-        assert {k: links[k] for k in expected} == expected
-        # The test Orthanc has no OHIF nor Stone: GNU Health does not offer them.
-        assert (study.ohif_url, study.stone_url, study.explorer_url) == (
-            None, None, expected['explorer'])
         first_series = min(study.series, key=lambda s: (s.number or 0, s.id))
-        assert first_series.webviewer_url == (
-            f'{base}/web-viewer/app/viewer.html?series={first_series.orthanc_id}')
+        # The test Orthanc serves Orthanc Explorer and the Web Viewer
+        # (stack.py's Plugins), no OHIF, Stone nor Orthanc Explorer 2:
+        # neither the route nor GNU Health offers those.
+        expected = {
+            'explorer': f'{base}/app/explorer.html#study?uuid={study.orthanc_id}',
+            'webviewer': f'{base}/web-viewer/app/viewer.html?series={first_series.orthanc_id}',
+        }
+        assert orthanc.get(f'/gnuhealth/studies/{study.orthanc_id}/viewers') == expected
+        assert (study.ohif_url, study.stone_url, study.oe2_url, study.explorer_url) == (
+            None, None, None, expected['explorer'])
+        assert first_series.webviewer_url == expected['webviewer']
 
 
 def test_non_ascii_names_and_descriptions_arrive_intact(orthanc, gnuhealth, tmp_path):

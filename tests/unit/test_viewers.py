@@ -26,13 +26,40 @@ def test_series_viewer_is_left_out_without_series():
 
 
 def test_study_viewers_open_the_lowest_numbered_series():
-    orthanc = FakeOrthanc()
+    orthanc = FakeOrthanc(plugins=["web-viewer", "ohif"])
     study = orthanc.store("1.2.3", "1.2.3.9", "a", series_tags={"SeriesNumber": "9"})
     orthanc.store("1.2.3", "1.2.3.2", "b", series_tags={"SeriesNumber": " 2"})
     second = orthanc.studies[study]["Series"][1]
     urls = study_viewers(orthanc.get, DEFAULT_VIEWER_TEMPLATES, "http://pacs", study)
     assert urls["webviewer"] == f"http://pacs/web-viewer/app/viewer.html?series={second}"
     assert urls["ohif"] == "http://pacs/ohif/viewer?StudyInstanceUIDs=1.2.3"
+
+
+def test_study_viewers_only_link_to_installed_viewers():
+    """Orthanc Explorer always (it is part of Orthanc); the others only when
+    GET /plugins lists their plugin. Plugin names as Orthanc reports them."""
+    cases = [
+        ([], {"explorer"}),
+        (["python", "dicom-web"], {"explorer"}),
+        (["web-viewer"], {"explorer", "webviewer"}),
+        (["stone-webviewer", "ohif", "orthanc-explorer-2"], {"explorer", "stone", "ohif", "oe2"}),
+        (["web-viewer", "stone-webviewer", "ohif", "orthanc-explorer-2"],
+         {"explorer", "webviewer", "stone", "ohif", "oe2"}),
+    ]
+    for plugins, expected in cases:
+        orthanc = FakeOrthanc(plugins=plugins)
+        study = orthanc.store("1.2.3", "1.2.3.1", "a")
+        urls = study_viewers(orthanc.get, DEFAULT_VIEWER_TEMPLATES, "http://pacs", study)
+        assert set(urls) == expected, plugins
+        assert urls["explorer"] == f"http://pacs/app/explorer.html#study?uuid={study}"
+
+
+def test_study_viewers_leave_out_a_custom_template_orthanc_does_not_serve():
+    orthanc = FakeOrthanc(plugins=["web-viewer"])
+    study = orthanc.store("1.2.3", "1.2.3.1", "a")
+    templates = {**DEFAULT_VIEWER_TEMPLATES, "elsewhere": "https://viewer.example/{study_uid}"}
+    assert set(study_viewers(orthanc.get, templates, "http://pacs", study)) == {
+        "explorer", "webviewer"}
 
 
 def test_unknown_study_has_no_viewers():
