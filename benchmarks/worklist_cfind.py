@@ -3,8 +3,10 @@
 Starts a real trytond (GNU Health 5.0, cached template database) and a real
 Orthanc with the plugin (default worklist settings), creates the orders
 through GNU Health's RPC, then times modality queries: each one a new
-association and one C-FIND MWL by pynetdicom, as a modality does it. Then
-stops trytond and times the same queries again (answered from the cache).
+association and one C-FIND MWL by pynetdicom, as a modality does it. The
+same client is also timed without TCP_NODELAY, and dcmtk's findscu (one
+process per query) for an empty and a usual query. Then it stops trytond
+and times the pynetdicom queries again (answered from the cache).
 
     .venv/bin/python benchmarks/worklist_cfind.py [--orders 1000] [--queries 50]
 
@@ -12,7 +14,9 @@ Results and how to read them: docs/worklist.md.
 """
 import argparse
 import datetime
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,13 +58,38 @@ def create_orders(trytond, count):
         return patients[0].puid, start.strftime('%Y%m%d')
 
 
-def time_queries(orthanc, queries, rounds):
+def pynetdicom_client(orthanc, nodelay=True):
+    "ask(query) -> number of answers, by pynetdicom."
+    return lambda query: len(ask_worklist(orthanc.dicom_port, query,
+                                          called_aet=stack.ORTHANC_AET, nodelay=nodelay))
+
+
+def findscu_client(orthanc, workdir):
+    """ask(query) -> number of answers, by dcmtk's findscu with TCP_NODELAY=1,
+    writing each answer to a file as a modality's software would keep it."""
+    workdir = Path(workdir)
+    env = dict(os.environ, TCP_NODELAY='1')
+
+    def ask(query):
+        path, answers = workdir / 'query.dcm', workdir / 'answers'
+        query.save_as(path, implicit_vr=True, little_endian=True)
+        answers.mkdir(exist_ok=True)
+        for old in answers.iterdir():
+            old.unlink()
+        subprocess.run(['findscu', '-W', '-aet', 'CT1', '-aec', stack.ORTHANC_AET, '-X',
+                        '-od', str(answers), '127.0.0.1', str(orthanc.dicom_port), str(path)],
+                       check=True, capture_output=True, env=env)
+        return len(list(answers.iterdir()))
+    return ask
+
+
+def time_queries(ask, queries, rounds):
     rows = []
     for name, query in queries.items():
         answers, times = None, []
         for _ in range(rounds):
             started = time.perf_counter()
-            answers = len(ask_worklist(orthanc.dicom_port, query, called_aet=stack.ORTHANC_AET))
+            answers = ask(query)
             times.append((time.perf_counter() - started) * 1000)
         times.sort()
         rows.append((name, answers, statistics.median(times),
@@ -104,17 +133,24 @@ def main():
                   f"{status['load_seconds']:.2f} s; Orthanc RSS {rss_before:.0f} MiB "
                   f"before the orders, {rss_mib(orthanc.process.pid):.0f} MiB after")
             queries = {
+                'none (unknown PatientID)': worklist_query(PatientID='NO-SUCH-PATIENT'),
                 'CT, today': worklist_query(Modality='CT', ScheduledProcedureStepStartDate=today),
                 'one patient (PatientID)': worklist_query(PatientID=puid),
                 'all, today': worklist_query(ScheduledProcedureStepStartDate=today),
                 'name wildcard Patient1*': worklist_query(PatientName='Bench^Patient1*'),
             }
-            report('GNU Health up', time_queries(orthanc, queries, args.queries))
+            usual = {k: queries[k] for k in ('none (unknown PatientID)', 'CT, today')}
+            report('GNU Health up', time_queries(
+                pynetdicom_client(orthanc), queries, args.queries))
+            report('GNU Health up, pynetdicom without TCP_NODELAY', time_queries(
+                pynetdicom_client(orthanc, nodelay=False), usual, args.queries))
+            report('GNU Health up, findscu (TCP_NODELAY=1, one process per query)',
+                   time_queries(findscu_client(orthanc, workdir), usual, args.queries))
             trytond.stop()
             stack.wait_until(lambda: orthanc.get('/gnuhealth/status')['worklist']['last_error'],
                              60, 'the worklist noticing GNU Health is down')
-            report('GNU Health stopped (answers from the cache)',
-                   time_queries(orthanc, queries, args.queries))
+            report('GNU Health stopped (answers from the cache)', time_queries(
+                pynetdicom_client(orthanc), queries, args.queries))
         finally:
             orthanc.stop()
             trytond.stop()

@@ -43,10 +43,12 @@ class Modality(AE):
         return wrapped
 
 
-def ask_worklist(port, query, calling_aet='CT1', called_aet='ORTHANC', host='127.0.0.1'):
+def ask_worklist(port, query, calling_aet='CT1', called_aet='ORTHANC', host='127.0.0.1',
+                 nodelay=True):
     """One association, one C-FIND MWL, as a modality does; returns the
-    answers (raises if the association or the query fails)."""
-    ae = Modality(ae_title=calling_aet)
+    answers (raises if the association or the query fails). `nodelay`
+    False: pynetdicom's own socket, with Nagle's algorithm on."""
+    ae = (Modality if nodelay else AE)(ae_title=calling_aet)
     ae.add_requested_context(ModalityWorklistInformationFind)
     association = ae.associate(host, port, ae_title=called_aet)
     if not association.is_established:
