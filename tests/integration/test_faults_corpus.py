@@ -92,7 +92,8 @@ def template_defaults():
 
 
 def write_corpus(directory):
-    """[(path, expected record fields)], one study per file."""
+    """[(path, (charset, variant index), expected record fields)], one study
+    per file."""
     defaults = template_defaults()
     corpus = []
     for n, (charset, (variant, changes)) in enumerate(itertools.product(CHARSETS, VARIANTS)):
