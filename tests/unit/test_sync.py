@@ -67,7 +67,7 @@ def test_new_study_is_pushed_and_cursor_advances(orthanc, gnuhealth, clock, log)
     assert batch["server"] == {
         "label": "orthanc", "public_url": "http://localhost:8042",
         "viewers": ["explorer", "webviewer"],
-        "templates": dict(settings().viewer_templates)}
+        "templates": dict(settings().viewer_templates), "accession_issuers": []}
     study = batch["studies"][0]
     assert study["orthanc_id"] == study_id
     assert study["complete"] is False
