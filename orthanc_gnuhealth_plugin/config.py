@@ -111,8 +111,8 @@ def _code_map_parser(parse_target, defaults=MappingProxyType({})):
 def _list_parser(parse_item, minimum=0):
     def parse(key, value):
         if not isinstance(value, list) or len(value) < minimum:
-            raise ConfigError(f'{SECTION}.{key} must be a list of at least {minimum} '
-                              f'item(s), not {value!r}')
+            what = f"a list of at least {minimum} item(s)" if minimum else "a list"
+            raise ConfigError(f'{SECTION}.{key} must be {what}, not {value!r}')
         return tuple(parse_item(key, item) for item in value)
     return parse
 
