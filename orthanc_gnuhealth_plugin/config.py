@@ -6,7 +6,7 @@ the only place a hospital administrator sees it is Orthanc's log.
 import string
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Tuple
 from urllib.parse import urlparse
 
 from .worklist import DEFAULT_MODALITIES, WorklistSettings
@@ -55,6 +55,8 @@ class Settings:
     cursor_property: int = 9721
     state_property: int = 9722
     reconcile: bool = True
+    # This hospital's issuers of accession numbers (IssuerOfAccessionNumberSequence).
+    local_accession_issuers: Tuple[str, ...] = ()
     viewer_templates: Mapping[str, str] = field(
         default_factory=lambda: DEFAULT_VIEWER_TEMPLATES, hash=False)
     worklist: WorklistSettings = field(default_factory=WorklistSettings)
@@ -109,8 +111,8 @@ def _code_map_parser(parse_target, defaults=MappingProxyType({})):
 def _list_parser(parse_item, minimum=0):
     def parse(key, value):
         if not isinstance(value, list) or len(value) < minimum:
-            raise ConfigError(f'{SECTION}.{key} must be a list of at least {minimum} '
-                              f'item(s), not {value!r}')
+            what = f"a list of at least {minimum} item(s)" if minimum else "a list"
+            raise ConfigError(f'{SECTION}.{key} must be {what}, not {value!r}')
         return tuple(parse_item(key, item) for item in value)
     return parse
 
@@ -195,6 +197,7 @@ _KEYS = {
     "CursorProperty": ("cursor_property", _parse_cursor_property),
     "StateProperty": ("state_property", _parse_cursor_property),
     "Reconcile": ("reconcile", _parse_bool),
+    "LocalAccessionIssuers": ("local_accession_issuers", _list_parser(_parse_text)),
     "ViewerTemplates": ("viewer_templates", _parse_templates),
     # An object of its own: _WORKLIST_KEYS.
     "Worklist": (None, None),

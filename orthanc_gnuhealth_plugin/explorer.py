@@ -15,6 +15,7 @@ from proteus import config as proteus_config
 
 from .errors import GnuHealthUnavailable
 from .gnuhealth_client import SessionExpired, classify, open_session
+from .mapping import person_name
 
 STUDY_MODEL = "gnuhealth.radiology.study"
 _FIELDS = ["id", "reception", "pacs_state", "link_state", "link_note",
@@ -36,24 +37,27 @@ def sao_url(tryton_public_url, database, record_id):
             f"/model/{STUDY_MODEL}/{record_id}")
 
 
-def _name(study):
+def _name(study, decoded):
     tags = (study or {}).get("MainDicomTags") or {}
-    words = [tags.get("StudyDescription"), tags.get("StudyDate")]
-    patient = ((study or {}).get("PatientMainDicomTags") or {}).get("PatientName")
+    values = decoded.values if decoded else {}
+    words = [values.get("description", tags.get("StudyDescription")), tags.get("StudyDate")]
+    patient = person_name(values.get("dicom_patient_name", (
+        (study or {}).get("PatientMainDicomTags") or {}).get("PatientName")))
     if patient:
         words.append(f"of {patient.replace('^', ' ').strip()}")
     return " ".join(w for w in words if w) or tags.get("StudyInstanceUID") or "this study"
 
 
-def describe(orthanc_id, study, failed, record, error, settings):
+def describe(orthanc_id, study, failed, record, error, settings, decoded=None):
     """The state of one study, as JSON for the page.
 
     `study`: Orthanc's /studies/{id}; `failed`: the worker's failed list;
     `record`: the study as GNU Health has it (None if not there);
-    `error`: why GNU Health could not be asked (None if it answered).
+    `error`: why GNU Health could not be asked (None if it answered);
+    `decoded`: the study's text as pydicom reads it (dicom_text.StudyText).
     `message` is a sentence for the user: what state, what to do.
     """
-    name = _name(study)
+    name = _name(study, decoded)
     state = {"orthanc_id": orthanc_id, "study": name, "tryton_id": None,
              "tryton_url": None, "patient": None, "imaging_request": None,
              "link_state": None, "link_note": None, "reason": None,

@@ -6,7 +6,7 @@ Input: the answers of GET /studies/{id}, /studies/{id}/series and
     {"orthanc_id", "study_uid", "accession", "study_id", "study_date",
      "study_time", "description", "institution", "referring_physician",
      "dicom_patient_id", "dicom_patient_name", "dicom_patient_birth_date",
-     "dicom_patient_sex", "modalities", "complete",
+     "dicom_patient_sex", "accession_issuer", "modalities", "complete",
      "series": [{"orthanc_id", "series_uid", "modality", "number",
                  "description", "body_part", "series_date",
                  "instances": [{"orthanc_id", "sop_instance_uid", "number"}]}]}
@@ -15,6 +15,11 @@ Dates are "YYYY-MM-DD", times "HH:MM:SS", numbers int; anything missing or
 unparsable is None. Modalities send all kinds of junk in DICOM tags and one
 bad tag must never stop a study from reaching GNU Health, so nothing here
 raises on tag content.
+
+Where Orthanc misdecodes a study's text (ISO 2022 character sets), the
+caller passes the values pydicom read (dicom_text.StudyText): they replace
+Orthanc's. Person names are written as pydicom writes them: without empty
+trailing component groups ("Wang^XiaoDong=王^小東=" -> "Wang^XiaoDong=王^小東").
 """
 import datetime
 import re
@@ -36,6 +41,18 @@ def text(value, limit=MAX_TEXT):
     # Strip again after the cut, which may end on a space.
     value = _LINE_BREAKS.sub(" ", _NOT_XML.sub("", value))
     return value.strip()[:limit].rstrip() or None
+
+
+def person_name(value):
+    """text(), without the empty trailing component groups Orthanc keeps:
+    "A^B==" -> "A^B"; an empty middle group stays ("A^B==C")."""
+    value = text(value)
+    if value is None:
+        return None
+    groups = value.split("=")
+    while groups and not groups[-1].strip():
+        groups.pop()
+    return "=".join(groups).rstrip() or None
 
 
 def uid(value):
@@ -108,14 +125,16 @@ def map_instance(instance):
     }
 
 
-def map_series(series, instances):
+def map_series(series, instances, decoded=None):
+    """`decoded`: series Orthanc id -> SeriesDescription read by pydicom."""
     tags = _tags(series)
+    decoded = decoded or {}
     return {
         "orthanc_id": series.get("ID"),
         "series_uid": uid(tags.get("SeriesInstanceUID")),
         "modality": text(tags.get("Modality"), 16),
         "number": integer(tags.get("SeriesNumber")),
-        "description": text(tags.get("SeriesDescription")),
+        "description": text(decoded.get(series.get("ID"), tags.get("SeriesDescription"))),
         "body_part": text(tags.get("BodyPartExamined")),
         "series_date": dicom_date(tags.get("SeriesDate")),
         "instances": sorted((map_instance(i) for i in instances), key=_by_number),
@@ -129,15 +148,18 @@ def _by_number(record):
             record.get("sop_instance_uid") or record.get("series_uid") or "")
 
 
-def map_study(study, series_list, instances):
-    """The study record; `series_list`/`instances` may be None (vanished)."""
+def map_study(study, series_list, instances, decoded=None):
+    """The study record; `series_list`/`instances` may be None (vanished);
+    `decoded`: a dicom_text.StudyText, whose values replace Orthanc's."""
     tags = _tags(study)
     patient = _tags(study, "PatientMainDicomTags")
+    values = decoded.values if decoded else {}
     by_series = {}
     for instance in instances or []:
         by_series.setdefault(instance.get("ParentSeries"), []).append(instance)
-    series = sorted((map_series(s, by_series.get(s.get("ID"), [])) for s in series_list or []),
-                    key=_by_number)
+    descriptions = decoded.series if decoded else None
+    series = sorted((map_series(s, by_series.get(s.get("ID"), []), descriptions)
+                     for s in series_list or []), key=_by_number)
     modalities = sorted({s["modality"] for s in series if s["modality"]})
     return {
         "orthanc_id": study.get("ID"),
@@ -146,13 +168,16 @@ def map_study(study, series_list, instances):
         "study_id": text(tags.get("StudyID"), 64),
         "study_date": dicom_date(tags.get("StudyDate")),
         "study_time": dicom_time(tags.get("StudyTime")),
-        "description": text(tags.get("StudyDescription")),
-        "institution": text(tags.get("InstitutionName")),
-        "referring_physician": text(tags.get("ReferringPhysicianName")),
+        "description": text(values.get("description", tags.get("StudyDescription"))),
+        "institution": text(values.get("institution", tags.get("InstitutionName"))),
+        "referring_physician": person_name(values.get(
+            "referring_physician", tags.get("ReferringPhysicianName"))),
         "dicom_patient_id": text(patient.get("PatientID"), 64),
-        "dicom_patient_name": text(patient.get("PatientName")),
+        "dicom_patient_name": person_name(values.get(
+            "dicom_patient_name", patient.get("PatientName"))),
         "dicom_patient_birth_date": dicom_date(patient.get("PatientBirthDate")),
         "dicom_patient_sex": text(patient.get("PatientSex"), 16),
+        "accession_issuer": text(values.get("accession_issuer")),
         "modalities": " ".join(modalities) or None,
         # Orthanc declares a study stable after StableAge seconds without a new
         # instance; until then GNU Health shows it as still receiving.

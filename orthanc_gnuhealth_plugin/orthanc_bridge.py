@@ -9,7 +9,7 @@ import threading
 
 import orthanc
 
-from . import config, explorer, viewers, worklist
+from . import config, dicom_text, explorer, viewers, worklist
 from .gnuhealth_client import GnuHealthClient
 from .sync import SyncWorker
 
@@ -31,8 +31,13 @@ class OrthancAdapter:
         self._state_property = state_property
 
     def get(self, path):
+        raw = self.get_raw(path)
+        return None if raw is None else json.loads(raw)
+
+    def get_raw(self, path):
+        """The body of a GET (bytes: /instances/{id}/content/... is raw), None on 404."""
         try:
-            return json.loads(orthanc.RestApiGet(path))
+            return orthanc.RestApiGet(path)
         except orthanc.OrthancException as error:
             if error.args and error.args[0] == orthanc.ErrorCode.UNKNOWN_RESOURCE:
                 return None
@@ -74,6 +79,7 @@ class Plugin:
         self.worker = None
         self.thread = None
         self.lookup = explorer.StudyLookup(settings)
+        self.text = dicom_text.TextReader(self.adapter.get_raw, _log)
         # One client for the sync and the worklist: it keeps a session per thread.
         self.client = GnuHealthClient(settings, _log_info)
         self.worklist = None
@@ -96,7 +102,8 @@ class Plugin:
                 self.worker.wake()
 
     def start(self):
-        self.worker = SyncWorker(self.settings, self.adapter, self.client, _log)
+        self.worker = SyncWorker(self.settings, self.adapter, self.client, _log,
+                                 text=self.text)
         self.thread = threading.Thread(target=self.worker.run, name="gnuhealth-sync",
                                        daemon=True)
         self.thread.start()
@@ -151,7 +158,7 @@ class Plugin:
             error = exception
         failed = self.worker.status.to_json()["failed"] if self.worker else []
         _answer(output, explorer.describe(orthanc_id, study, failed, record, error,
-                                          self.settings))
+                                          self.settings, self.text.study_text(study)))
 
     def rest_sync(self, output, uri, **request):
         if request["method"] != "POST":

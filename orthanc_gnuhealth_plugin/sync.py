@@ -35,7 +35,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from . import changes, mapping, viewers
+from . import changes, dicom_text, mapping, viewers
 from .errors import GnuHealthUnavailable, NotSupported, StudyRejected
 from .status import Status
 
@@ -98,12 +98,14 @@ class _Request:
 
 
 class SyncWorker:
-    def __init__(self, settings, orthanc, gnuhealth, log, clock=time.time):
+    def __init__(self, settings, orthanc, gnuhealth, log, clock=time.time, text=None):
         self._settings = settings
         self._orthanc = orthanc
         self._gnuhealth = gnuhealth
         self._log = log  # log(level, line), level in "info", "warning", "error"
         self._clock = clock
+        # Where Orthanc misdecodes text (ISO 2022), pydicom reads it: dicom_text.py.
+        self._text = text or dicom_text.TextReader(orthanc.get_raw, log)
         self._viewers = None  # installed viewer names, read from Orthanc on first run
         self.status = Status()
         self._lock = threading.Lock()
@@ -365,7 +367,8 @@ class SyncWorker:
         instances = self._orthanc.get(f"/studies/{orthanc_id}/instances")
         if series is None or instances is None:
             return None
-        record = mapping.map_study(study, series, instances)
+        record = mapping.map_study(study, series, instances,
+                                   self._text.study_text(study, instances))
         record["complete"] = record["complete"] and not receiving
         return record
 
@@ -433,6 +436,7 @@ class SyncWorker:
             "public_url": settings.public_url.rstrip("/"),
             "viewers": self._viewers or [],
             "templates": dict(settings.viewer_templates),
+            "accession_issuers": list(settings.local_accession_issuers),
         }
 
     # ---- failed studies ----

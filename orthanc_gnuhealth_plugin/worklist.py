@@ -133,9 +133,13 @@ def order_item(order, settings: WorklistSettings) -> WorklistItem:
 
 def folded(text):
     """Without case nor accents: at least as loose as Orthanc's own PN
-    matching, so the prefix filter never drops what Orthanc would match."""
+    matching, so the prefix filter never drops what Orthanc would match.
+    The same for every charset the query came in (decoded by pydicom):
+    compatibility forms fold too (half-width ﾀﾞ -> タ), and what NFKD took
+    apart without being an accent (Hangul syllables) is put back."""
     decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return unicodedata.normalize("NFC", bare).casefold()
 
 
 # ---- what a query asks, for the cheap filter ----

@@ -55,6 +55,9 @@ class FakeOrthanc:
         self.state_writes = 0
         self.plugins = list(plugins)
         self.requests = []
+        # instance id -> {"0008-0005": b"ISO_IR 100", ...}: what
+        # /instances/{id}/content/{tag} answers (raw bytes); absent: 404.
+        self.raw_tags = {}
         # True: answer as a cluster node that did not receive the instances.
         # Orthanc keeps IsStable in each node's memory, for its own receptions,
         # so on the other nodes every study looks stable.
@@ -166,6 +169,20 @@ class FakeOrthanc:
     def set_state(self, state):
         self.state_writes += 1
         self.state_property = json.dumps(state)
+
+    def get_raw(self, path):
+        """The raw tags of `raw_tags`; any other path as JSON bytes."""
+        match = re.fullmatch(r"/instances/([^/]+)/content/(.+)", path)
+        if match is None:
+            answer = self.get(path)
+            return None if answer is None else json.dumps(answer).encode()
+        self.requests.append(path)
+        tags = self.raw_tags.get(match.group(1), {})
+        listing = sorted({t[len(match.group(2)) + 1:].split("/")[0] for t in tags
+                          if t.startswith(match.group(2) + "/")})
+        if match.group(2) in tags:
+            return tags[match.group(2)]
+        return json.dumps(listing).encode() if listing else None
 
     def get(self, path):
         self.requests.append(path)

@@ -79,9 +79,18 @@ def test_password_file(tmp_path):
     ("ViewerTemplates", {"ohif": ""}, "GnuHealth.ViewerTemplates.ohif must be a URL template"),
     ("ViewerTemplates", {"x": "{base}/{patient}"}, "unknown placeholder(s) ['patient']"),
     ("ViewerTemplates", {"x": "{base"}, "GnuHealth.ViewerTemplates.x: malformed template"),
+    ("LocalAccessionIssuers", "HOSP-RIS", "GnuHealth.LocalAccessionIssuers must be a list"),
+    ("LocalAccessionIssuers", ["HOSP-RIS", ""],
+     "GnuHealth.LocalAccessionIssuers must be a non-empty string"),
 ])
 def test_wrong_values_name_the_key_and_the_fix(key, value, expected):
     assert expected in error_of({"TrytonPassword": "pw", key: value})
+
+
+def test_local_accession_issuers():
+    assert parse({"TrytonPassword": "pw"}).local_accession_issuers == ()
+    settings = parse({"TrytonPassword": "pw", "LocalAccessionIssuers": [" HOSP-RIS ", "1.2.3"]})
+    assert settings.local_accession_issuers == ("HOSP-RIS", "1.2.3")
 
 
 def test_delays_must_be_ordered():

@@ -6,6 +6,7 @@ import pytest
 
 from orthanc_gnuhealth_plugin import explorer
 from orthanc_gnuhealth_plugin.config import Settings
+from orthanc_gnuhealth_plugin.dicom_text import StudyText
 from orthanc_gnuhealth_plugin.errors import GnuHealthUnavailable
 
 STUDY_ID = "8a8cf898-ca27c490-d0c7058c-929d0581-2bbf104d"
@@ -27,6 +28,18 @@ def test_synced_study_names_patient_and_links_to_sao():
     assert state["tryton_url"] == (
         "https://his.example/#health/model/gnuhealth.radiology.study/7")
     assert "CT chest" in state["message"] and "García, Ana" in state["message"]
+
+
+def test_the_name_shown_is_the_decoded_one():
+    study = {"MainDicomTags": {"StudyDescription": "Chest", "StudyDate": "20040119"},
+             "PatientMainDicomTags": {"PatientName": "$B$d$^$@(B^$B$?$m$&(B"}}
+    decoded = StudyText(values={"dicom_patient_name": "Yamada^Tarou=やまだ^たろう="})
+    state = explorer.describe(STUDY_ID, study, [], None, None, SETTINGS, decoded)
+    assert state["study"] == "Chest 20040119 of Yamada Tarou=やまだ たろう"
+    # Orthanc's own (trusted) names are normalised too.
+    study["PatientMainDicomTags"]["PatientName"] = "Wang^XiaoDong=王^小東="
+    state = explorer.describe(STUDY_ID, study, [], None, None, SETTINGS)
+    assert state["study"] == "Chest 20040119 of Wang XiaoDong=王 小東"
 
 
 def test_receiving_and_unmatched():

@@ -58,6 +58,7 @@ def test_real_orthanc_study():
         "dicom_patient_name": "CompressedSamples^CT1",
         "dicom_patient_birth_date": None,
         "dicom_patient_sex": "O",
+        "accession_issuer": None,
         "modalities": "CT",
         "complete": True,
         "series": [{

@@ -67,7 +67,7 @@ def test_new_study_is_pushed_and_cursor_advances(orthanc, gnuhealth, clock, log)
     assert batch["server"] == {
         "label": "orthanc", "public_url": "http://localhost:8042",
         "viewers": ["explorer", "webviewer"],
-        "templates": dict(settings().viewer_templates)}
+        "templates": dict(settings().viewer_templates), "accession_issuers": []}
     study = batch["studies"][0]
     assert study["orthanc_id"] == study_id
     assert study["complete"] is False
@@ -409,3 +409,32 @@ def test_wake_interrupts_the_poll_wait(orthanc, gnuhealth, log):
         worker.stop()
         thread.join(5)
     assert gnuhealth.pushed_uids() == ["1.2.3"]
+
+
+def test_iso_2022_text_is_pushed_as_pydicom_reads_it_at_one_read_per_study(
+        orthanc, gnuhealth, clock, log):
+    # chrJapMultiExplicitIR6.dcm's bytes; Orthanc 1.10.1 shows the escapes.
+    study_id = orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1", patient_tags={
+        "PatientName": "$B$d$^$@(B^$B$?$m$&(B"}, study_tags={"AccessionNumber": "001"})
+    instance, = orthanc.instances
+    orthanc.raw_tags[instance] = {
+        "0008-0005": b"ISO 2022 IR 6\\ISO 2022 IR 87",
+        "0010-0010": b"\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B ",
+        "0008-1030": b"Chest ",
+        "0008-0051/0/0040-0031": b"HOSP-RIS"}
+    worker = make_worker(orthanc, gnuhealth, clock, log,
+                         local_accession_issuers=("HOSP-RIS",))
+    run_until_idle(worker)
+    record = gnuhealth.batches[-1]["studies"][0]
+    assert (record["dicom_patient_name"], record["description"],
+            record["accession_issuer"]) == ("やまだ^たろう", "Chest", "HOSP-RIS")
+    assert gnuhealth.batches[-1]["server"]["accession_issuers"] == ["HOSP-RIS"]
+    reads = [p for p in orthanc.requests if "/content/" in p]
+    assert [p.split("/content/")[1] for p in reads] == [
+        "0008-0005", "0008-0051/0", "0008-0051/0/0040-0031",
+        "0010-0010", "0008-1030", "0008-103e"]
+    orthanc.stabilize()
+    run_until_idle(worker)
+    assert gnuhealth.batches[-1]["studies"][0]["orthanc_id"] == study_id
+    assert gnuhealth.batches[-1]["studies"][0]["dicom_patient_name"] == "やまだ^たろう"
+    assert [p for p in orthanc.requests if "/content/" in p] == reads

@@ -126,6 +126,26 @@ def test_name_prefix_is_as_loose_as_orthanc(pattern, prefix):
     assert query_keys(query(PatientName=pattern)).name_prefix == prefix
 
 
+@pytest.mark.parametrize("charset, pattern, prefix", [
+    (["", "ISO 2022 IR 87"], "山田*", "山田"),
+    (["ISO 2022 IR 13", "ISO 2022 IR 87"], "ﾔﾏﾀﾞ^ﾀﾛｳ=山田*", "ヤマタ^タロウ=山田"),
+    (["", "ISO 2022 IR 149"], "홍*", "홍"),
+    ("ISO_IR 100", "MÜLL*", "mull"),
+    ("ISO_IR 192", "müll*", "mull"),
+    ("ISO_IR 144", "ИВАН*", "иван"),
+    ("GB18030", "王*", "王"),
+])
+def test_name_prefix_folds_the_same_in_every_charset(charset, pattern, prefix):
+    """The query as Orthanc hands it over: DICOM bytes in the modality's
+    charset (ISO 2022 escapes included)."""
+    dataset = query(PatientName=pattern)
+    dataset.SpecificCharacterSet = charset
+    raw = as_bytes(dataset)
+    if "ISO 2022 IR 87" in charset:
+        assert b"\x1b$B" in raw
+    assert query_keys(dcmread(BytesIO(raw), force=True)).name_prefix == prefix
+
+
 class Clock:
     def __init__(self):
         self.now = 1000.0
