@@ -1,75 +1,272 @@
 # This file is part of orthanc-gnuhealth.  The COPYRIGHT file at the top level
 # of this repository contains the full copyright notices and license terms.
-"Linking studies by hand, matching them again, and late arrivals"
+"""Where a study is matched to the person it belongs to
 
-from trytond.model import ModelView, fields
+The rules of plain Tryton (the PatientID is a party's code or identifier),
+the links set by hand and their history, and matching again when a party
+appears. GNU Health's rules (patients, imaging orders) extend them in
+link_imaging.py; the wizards are in link_wizard.py.
+"""
+
+import datetime
+from collections import defaultdict
+
+from trytond.i18n import gettext
+from trytond.model import Index, ModelSQL, ModelView, fields
 from trytond.pool import Pool, PoolMeta
-from trytond.transaction import Transaction
-from trytond.wizard import Button, StateTransition, StateView, Wizard
+from trytond.pyson import Eval, Id
+from trytond.tools import grouped_slice
+from trytond.transaction import Transaction, without_check_access
+
+LINK_STATES = [
+    ('unmatched', "Unmatched"),
+    ('linked', "Linked"),
+    ('conflict', "Conflict"),
+    ]
+
+# Only radiology staff and administrators may change a study's links; for
+# everyone else (clinicians) the form shows them read-only rather than
+# failing when saved.
+_GROUPS = Eval('context', {}).get('groups', [])
+LINK_READONLY = ~(Id('health_radiology', 'group_radiology_staff').in_(_GROUPS)
+    | Id('health_radiology', 'group_radiology_admin').in_(_GROUPS))
 
 
-class StudyLinkStart(ModelView):
-    "Link Radiology Studies"
-    __name__ = 'gnuhealth.radiology.study.link.start'
+class Study(metaclass=PoolMeta):
+    __name__ = 'gnuhealth.radiology.study'
 
     party = fields.Many2One(
-        'party.party', "Party",
-        help="The person the images belong to. "
-        "Leave empty to unlink the studies.")
+        'party.party', "Party", states={'readonly': LINK_READONLY},
+        help="The person the images belong to.")
+    link_state = fields.Selection(
+        LINK_STATES, "Link State", readonly=True,
+        help="Whether the study is linked to the person (and order) it "
+        "belongs to, found nothing to link to, or found contradicting "
+        "evidence that a person must resolve.")
+    link_note = fields.Char(
+        "Link Note", readonly=True,
+        help="Why the study is linked, unmatched or in conflict.")
+    linked_by = fields.Many2One(
+        'res.user', "Linked By", readonly=True, ondelete='RESTRICT',
+        help="The person who last linked the study by hand. "
+        "Automatic matching never changes a study linked by hand.")
+    linked_at = fields.DateTime(
+        "Linked At", readonly=True,
+        help="When the study was last linked by hand.")
+    link_history = fields.One2Many(
+        'gnuhealth.radiology.study.link_log', 'study', "Link History",
+        readonly=True, help="Who linked the study by hand, and when.")
 
-    def link_values(self):
-        "Return the values to write on the studies"
-        return {'party': self.party.id if self.party else None}
+    # The automatic matcher fills the link fields with the context key
+    # _radiology_matching; any other write of them is a person's decision,
+    # recorded with who and when, and never overridden by the matcher.
 
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_indexes.add(Index(t, (t.link_state, Index.Equality())))
 
-class StudyLink(Wizard):
-    "Link Radiology Studies"
-    __name__ = 'gnuhealth.radiology.study.link'
+    @classmethod
+    def default_link_state(cls):
+        return 'unmatched'
 
-    start = StateView(
-        'gnuhealth.radiology.study.link.start',
-        'health_radiology.study_link_start_view_form', [
-            Button("Cancel", 'end', 'tryton-cancel'),
-            Button("Link", 'link', 'tryton-ok', default=True),
-            ])
-    link = StateTransition()
+    @classmethod
+    def _link_fields(cls):
+        "Return the names of the fields that link a study to its records"
+        return {'party'}
 
-    def default_start(self, fields):
-        # Propose what the studies already share.
-        defaults = {}
-        for name in fields:
-            values = {getattr(r, name, None) for r in self.records}
-            if len(values) == 1:
-                value, = values
-                defaults[name] = getattr(value, 'id', value)
-        return defaults
+    @classmethod
+    def write(cls, *args):
+        manual = not Transaction().context.get('_radiology_matching')
+        link_fields = cls._link_fields()
+        touched = []
+        actions = iter(args)
+        for records, values in zip(actions, actions):
+            if manual and link_fields & set(values):
+                touched.extend(records)
+        super().write(*args)
+        if touched:
+            cls._record_manual_link(cls.browse(list({s.id for s in touched})))
 
-    def transition_link(self):
+    @classmethod
+    def _manual_link_values(cls, study):
+        "Return the values to complete the links a person set on study"
+        return {}
+
+    def _is_linked(self):
+        return bool(self.party)
+
+    @classmethod
+    def _record_manual_link(cls, studies):
+        "Record who linked the studies by hand, and when"
         pool = Pool()
-        Study = pool.get('gnuhealth.radiology.study')
-        # The write records who linked the studies and when.
-        Study.write(list(self.records), self.start.link_values())
-        return 'end'
+        User = pool.get('res.user')
+        LinkLog = pool.get('gnuhealth.radiology.study.link_log')
+        transaction = Transaction()
+        now = datetime.datetime.now()
+        user = User(transaction.user)
+        args, logs = [], []
+        with without_check_access(), \
+                transaction.set_context(_radiology_matching=True):
+            for study in studies:
+                values = cls._manual_link_values(study)
+                if values:
+                    cls.write([study], values)
+            studies = cls.browse([s.id for s in studies])
+            for study in studies:
+                linked = study._is_linked()
+                note = gettext(
+                    'health_radiology.msg_linked_by_hand' if linked
+                    else 'health_radiology.msg_unlinked_by_hand',
+                    user=user.rec_name)
+                args.extend(([study], {
+                            'link_state': 'linked' if linked else 'unmatched',
+                            'link_note': note,
+                            'linked_by': user.id,
+                            'linked_at': now,
+                            }))
+                logs.append({
+                        'study': study.id,
+                        'user': user.id,
+                        'date': now,
+                        'description': study._link_description(),
+                        })
+            cls.write(*args)
+            LinkLog.create(logs)
+            cls._clinical_linked(cls.browse([s.id for s in studies]))
 
+    def _link_description(self):
+        "Return a text describing what the study is linked to"
+        return self.party.rec_name if self.party else None
 
-class StudyMatch(Wizard):
-    "Match Radiology Studies Again"
-    __name__ = 'gnuhealth.radiology.study.match'
+    @classmethod
+    def _link_clinical(cls, studies):
+        """Link the pushed studies to the clinical records they belong to
 
-    start_state = 'match'
-    match = StateTransition()
+        Studies linked by hand are left as they are. Matching is done for
+        the whole list at once, with a handful of queries.
+        """
+        studies = [s for s in studies if not s.linked_by]
+        if not studies:
+            return
+        transaction = Transaction()
+        with without_check_access(), \
+                transaction.set_context(_radiology_matching=True):
+            matches = cls._match_clinical(studies)
+            to_write = defaultdict(list)
+            for study in studies:
+                diff = {}
+                for name, value in matches[study.id].items():
+                    current = getattr(study, name)
+                    current = getattr(current, 'id', current)
+                    if current != value:
+                        diff[name] = value
+                if diff:
+                    to_write[tuple(sorted(diff.items()))].append(study)
+            args = []
+            for diff, records in to_write.items():
+                args.extend((records, dict(diff)))
+            if args:
+                cls.write(*args)
+            studies = cls.browse([s.id for s in studies])
+            cls._clinical_linked(
+                [s for s in studies if s.link_state == 'linked'])
 
-    def transition_match(self):
-        pool = Pool()
-        Study = pool.get('gnuhealth.radiology.study')
-        context = Transaction().context
-        if (context.get('active_model') == Study.__name__
-                and context.get('active_ids')):
-            domain = ('id', 'in', context['active_ids'])
+    @classmethod
+    def _match_clinical(cls, studies):
+        """Return the link values of each study by id
+
+        Plain Tryton: the DICOM PatientID is the code or an identifier of a
+        party.
+        """
+        parties = cls._parties_by_patient_id(
+            {s.dicom_patient_id for s in studies if s.dicom_patient_id})
+        matches = {}
+        for study in studies:
+            candidates = parties.get(study.dicom_patient_id, [])
+            values = {'party': None}
+            if len(candidates) == 1:
+                party, = candidates
+                values.update(party=party.id, link_state='linked',
+                    link_note=gettext('health_radiology.msg_match_party',
+                        patient_id=study.dicom_patient_id,
+                        party=party.rec_name))
+            elif candidates:
+                values.update(link_state='conflict',
+                    link_note=gettext('health_radiology.msg_match_ambiguous',
+                        patient_id=study.dicom_patient_id,
+                        parties=', '.join(p.rec_name for p in candidates)))
+            else:
+                values.update(cls._unmatched_values(study))
+            matches[study.id] = values
+        return matches
+
+    @classmethod
+    def _unmatched_values(cls, study):
+        if study.dicom_patient_id:
+            note = gettext('health_radiology.msg_match_unknown_patient_id',
+                patient_id=study.dicom_patient_id)
         else:
-            domain = ('link_state', 'in', ['unmatched', 'conflict'])
-        Study.match_pending(domain)
-        return 'end'
+            note = gettext('health_radiology.msg_match_no_patient_id')
+        return {'link_state': 'unmatched', 'link_note': note}
+
+    @classmethod
+    def _parties_by_patient_id(cls, patient_ids):
+        "Return the parties whose code or an identifier is each PatientID"
+        pool = Pool()
+        Party = pool.get('party.party')
+        found = defaultdict(list)
+        for sub_ids in grouped_slice(sorted(patient_ids)):
+            sub_ids = list(sub_ids)
+            for party in Party.search(['OR',
+                        ('code', 'in', sub_ids),
+                        ('identifiers.code', 'in', sub_ids),
+                        ], order=[('id', 'ASC')]):
+                codes = {party.code} | {i.code for i in party.identifiers}
+                for code in codes & patient_ids:
+                    found[code].append(party)
+        return found
+
+    @classmethod
+    def _clinical_linked(cls, studies):
+        "Move forward the clinical records of the studies just linked"
+
+    @classmethod
+    def match_pending(cls, domain):
+        """Match again the studies not linked by hand within domain
+
+        Called when a record that a study may belong to appears, and by the
+        "match again" wizard; safe to run on every unmatched study.
+        """
+        with without_check_access():
+            studies = cls.search(
+                [('linked_by', '=', None), domain], order=[('id', 'ASC')])
+            for sub_studies in grouped_slice(studies):
+                cls._link_clinical(list(sub_studies))
+        return studies
+
+
+class StudyLinkLog(ModelSQL, ModelView):
+    "Radiology Study Link History"
+    __name__ = 'gnuhealth.radiology.study.link_log'
+
+    study = fields.Many2One(
+        'gnuhealth.radiology.study', "Study", required=True, readonly=True,
+        ondelete='CASCADE', help="The study linked by hand.")
+    user = fields.Many2One(
+        'res.user', "User", readonly=True, ondelete='RESTRICT',
+        help="The person who linked the study.")
+    date = fields.DateTime(
+        "Date", readonly=True, help="When the study was linked.")
+    description = fields.Char(
+        "Linked To", readonly=True,
+        help="What the study was linked to; empty when it was unlinked.")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [('date', 'DESC'), ('id', 'DESC')]
 
 
 class Party(metaclass=PoolMeta):

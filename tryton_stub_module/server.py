@@ -6,7 +6,7 @@ from urllib.parse import quote
 from trytond.i18n import gettext
 from trytond.model import ModelSQL, ModelView, Unique, fields
 
-from .sync import SnapshotReader
+from .snapshot import SnapshotReader
 
 VIEWERS = ['ohif', 'stone', 'explorer', 'webviewer', 'oe2']
 DEFAULT_TEMPLATES = {
@@ -69,24 +69,13 @@ class Server(ModelSQL, ModelView):
         cls._order = [('label', 'ASC')]
 
     @classmethod
-    def default_ohif_template(cls):
-        return DEFAULT_TEMPLATES['ohif']
-
-    @classmethod
-    def default_stone_template(cls):
-        return DEFAULT_TEMPLATES['stone']
-
-    @classmethod
-    def default_explorer_template(cls):
-        return DEFAULT_TEMPLATES['explorer']
-
-    @classmethod
-    def default_webviewer_template(cls):
-        return DEFAULT_TEMPLATES['webviewer']
-
-    @classmethod
-    def default_oe2_template(cls):
-        return DEFAULT_TEMPLATES['oe2']
+    def __post_setup__(cls):
+        super().__post_setup__()
+        # Each viewer's template field defaults to its DEFAULT_TEMPLATES
+        # entry, as a default_<field> method would.
+        for viewer, template in DEFAULT_TEMPLATES.items():
+            cls._defaults['%s_template' % viewer] = (
+                lambda template=template: template)
 
     def viewer_url(self, viewer, **identifiers):
         """Return the URL of viewer for the identifiers
