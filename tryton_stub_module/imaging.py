@@ -1,10 +1,16 @@
 # This file is part of orthanc-gnuhealth.  The COPYRIGHT file at the top level
 # of this repository contains the full copyright notices and license terms.
 """Where clinicians find the studies in GNU Health: on the patient, the
-imaging request and the imaging result (with health_imaging)"""
+imaging request and the imaging result (with health_imaging)
+
+They show only linked studies: one in conflict may keep the link to a
+patient it is likely not of, until radiology staff decide.
+"""
 
 from trytond.model import fields
 from trytond.pool import PoolMeta
+
+LINKED = [('link_state', '=', 'linked')]
 
 
 class Patient(metaclass=PoolMeta):
@@ -12,7 +18,7 @@ class Patient(metaclass=PoolMeta):
 
     radiology_studies = fields.One2Many(
         'gnuhealth.radiology.study', 'patient', "Imaging Studies",
-        readonly=True,
+        readonly=True, filter=LINKED,
         help="The DICOM studies of the patient, with their viewer links.")
 
 
@@ -21,7 +27,8 @@ class ImagingTestRequest(metaclass=PoolMeta):
 
     radiology_studies = fields.One2Many(
         'gnuhealth.radiology.study', 'imaging_request', "Imaging Studies",
-        readonly=True, help="The DICOM studies made for the request.")
+        readonly=True, filter=LINKED,
+        help="The DICOM studies made for the request.")
 
 
 class ImagingTestResult(metaclass=PoolMeta):
@@ -29,4 +36,5 @@ class ImagingTestResult(metaclass=PoolMeta):
 
     radiology_studies = fields.One2Many(
         'gnuhealth.radiology.study', 'imaging_result', "Imaging Studies",
-        readonly=True, help="The DICOM studies of the result.")
+        readonly=True, filter=LINKED,
+        help="The DICOM studies of the result.")

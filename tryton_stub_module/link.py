@@ -9,6 +9,8 @@ link_imaging.py; the wizards are in link_wizard.py.
 """
 
 import datetime
+import re
+import unicodedata
 from collections import defaultdict
 
 from trytond.i18n import gettext
@@ -30,6 +32,17 @@ LINK_STATES = [
 _GROUPS = Eval('context', {}).get('groups', [])
 LINK_READONLY = ~(Id('health_radiology', 'group_radiology_staff').in_(_GROUPS)
     | Id('health_radiology', 'group_radiology_admin').in_(_GROUPS))
+
+
+def name_words(name):
+    """Return the words of a person's name, sorted, without case or accents
+
+    A DICOM name 'Family^Given^Middle' compares equal to "Given Family";
+    only its first (alphabetic) group counts, before any '='.
+    """
+    name = unicodedata.normalize('NFKD', name.split('=')[0])
+    name = ''.join(c for c in name if not unicodedata.combining(c))
+    return sorted(w for w in re.split(r'[\s^,]+', name.casefold()) if w)
 
 
 class Study(metaclass=PoolMeta):
@@ -144,20 +157,27 @@ class Study(metaclass=PoolMeta):
     def _link_clinical(cls, studies):
         """Link the pushed studies to the clinical records they belong to
 
-        Studies linked by hand are left as they are. Matching is done for
-        the whole list at once, with a handful of queries.
+        The other studies of their server with the same StudyInstanceUID
+        are looked at too: a collision concerns them all. Studies linked by
+        hand are left as they are. Matching is done for the whole list at
+        once, with a handful of queries.
+        Return the ids of the studies looked at.
         """
-        studies = [s for s in studies if not s.linked_by]
-        if not studies:
-            return
+        studies = cls._with_uid_siblings(studies)
+        pending = [s for s in studies if not s.linked_by]
+        if not pending:
+            return [s.id for s in studies]
         transaction = Transaction()
         with without_check_access(), \
                 transaction.set_context(_radiology_matching=True):
-            matches = cls._match_clinical(studies)
+            matches = cls._match_clinical(pending)
+            collisions = cls._uid_collisions(studies)
             to_write = defaultdict(list)
-            for study in studies:
+            for study in pending:
                 diff = {}
-                for name, value in matches[study.id].items():
+                values = study._decide_link(
+                    matches[study.id], collisions.get(study.id))
+                for name, value in values.items():
                     current = getattr(study, name)
                     current = getattr(current, 'id', current)
                     if current != value:
@@ -169,9 +189,81 @@ class Study(metaclass=PoolMeta):
                 args.extend((records, dict(diff)))
             if args:
                 cls.write(*args)
-            studies = cls.browse([s.id for s in studies])
+            pending = cls.browse([s.id for s in pending])
             cls._clinical_linked(
-                [s for s in studies if s.link_state == 'linked'])
+                [s for s in pending if s.link_state == 'linked'])
+        return [s.id for s in studies]
+
+    def _decide_link(self, found, collision):
+        """Return the link values of the study from what matching found
+
+        collision is the note of a StudyInstanceUID collision, if any.
+        An automatic link never moves to someone else: evidence against it
+        makes the study a conflict that keeps the link until a person
+        decides.
+        """
+        held = {
+            n: getattr(getattr(self, n), 'id', None)
+            for n in self._link_fields()}
+        if not any(held.values()):
+            held = None
+        if collision:
+            # Neither study of a collision is linked automatically.
+            values = held or {
+                n: None for n in found if n not in {'link_state', 'link_note'}}
+            return {**values, 'link_state': 'conflict', 'link_note': collision}
+        if not held:
+            return found
+        if found['link_state'] == 'unmatched':
+            # No evidence against the link: the study stays as it is.
+            return {}
+        if found['link_state'] == 'linked' and all(
+                v is None or found.get(n) == v for n, v in held.items()):
+            # The same person; matching may add the order.
+            return found
+        return {
+            'link_state': 'conflict',
+            'link_note': gettext('health_radiology.msg_match_contradicts_link',
+                evidence=found['link_note'], link=self._link_description()),
+            }
+
+    @classmethod
+    def _with_uid_siblings(cls, studies):
+        "Return studies and the others of their server with their UIDs"
+        uids = defaultdict(set)
+        for study in studies:
+            uids[study.server.id].add(study.study_uid)
+        known = {s.id for s in studies}
+        siblings = []
+        for server_id, server_uids in uids.items():
+            for sub_uids in grouped_slice(sorted(server_uids)):
+                siblings.extend(cls.search([
+                            ('server', '=', server_id),
+                            ('study_uid', 'in', list(sub_uids)),
+                            ('id', 'not in', list(known)),
+                            ], order=[('id', 'ASC')]))
+        return list(studies) + siblings
+
+    @classmethod
+    def _uid_collisions(cls, studies):
+        """Return the note of each study whose StudyInstanceUID its server
+        holds under several PatientIDs, by id
+
+        studies must hold every study of their servers with their UIDs.
+        """
+        groups = defaultdict(list)
+        for study in studies:
+            groups[(study.server.id, study.study_uid)].append(study)
+        notes = {}
+        for (_, study_uid), group in groups.items():
+            patient_ids = sorted({s.dicom_patient_id or '""' for s in group})
+            if len(patient_ids) < 2:
+                continue
+            note = gettext('health_radiology.msg_match_uid_collision',
+                patient_ids=' and '.join(
+                    [', '.join(patient_ids[:-1]), patient_ids[-1]]))
+            notes.update((s.id, note) for s in group)
+        return notes
 
     @classmethod
     def _match_clinical(cls, studies):
@@ -191,7 +283,7 @@ class Study(metaclass=PoolMeta):
                 values.update(party=party.id, link_state='linked',
                     link_note=gettext('health_radiology.msg_match_party',
                         patient_id=study.dicom_patient_id,
-                        party=party.rec_name))
+                        party=party.rec_name) + study._name_note(party))
             elif candidates:
                 values.update(link_state='conflict',
                     link_note=gettext('health_radiology.msg_match_ambiguous',
@@ -201,6 +293,25 @@ class Study(metaclass=PoolMeta):
                 values.update(cls._unmatched_values(study))
             matches[study.id] = values
         return matches
+
+    def _name_note(self, party):
+        """Return a note, with a leading space, when the DICOM PatientName
+        is not the party's name, else an empty string
+
+        Only a note: name formats vary too much to be evidence.
+        """
+        if not self.dicom_patient_name:
+            return ''
+        name = self._party_name(party)
+        if name_words(self.dicom_patient_name) == name_words(name):
+            return ''
+        return ' ' + gettext('health_radiology.msg_match_name_differs',
+            dicom_name=self.dicom_patient_name, name=name)
+
+    @classmethod
+    def _party_name(cls, party):
+        "Return the full name of party to compare with the PatientName"
+        return party.name or ''
 
     @classmethod
     def _unmatched_values(cls, study):

@@ -21,6 +21,10 @@ from trytond.transaction import without_check_access
 from .link import LINK_READONLY
 
 
+# GNU Health's genders that DICOM's PatientSex can contradict.
+_DICOM_SEX = {'m': 'M', 'f': 'F'}
+
+
 def _patient_name(patient):
     party = patient.party
     if party.ref:
@@ -71,6 +75,10 @@ class Study(metaclass=PoolMeta):
             values['imaging_result'] = None
         return values
 
+    @classmethod
+    def _party_name(cls, party):
+        return ' '.join(filter(None, [party.lastname, party.name]))
+
     def _link_description(self):
         parts = []
         if self.patient:
@@ -90,11 +98,12 @@ class Study(metaclass=PoolMeta):
         2. StudyInstanceUID equals a request's worklist merge_id;
         3. PatientID equals a patient's PUID or one of the party's
            identifiers.
-        Contradicting evidence is a conflict, never a guess.
+        Contradicting evidence is a conflict, never a guess. An accession
+        from another hospital's issuer is no order code here.
         """
         pool = Pool()
         Request = pool.get('gnuhealth.imaging.test.request')
-        accessions = {s.accession for s in studies if s.accession}
+        accessions = {s.accession for s in studies if s._local_accession()}
         uids = {s.study_uid for s in studies}
         has_merge_id = 'merge_id' in Request._fields
         by_accession, by_uid = defaultdict(list), defaultdict(list)
@@ -116,10 +125,16 @@ class Study(metaclass=PoolMeta):
         patients = cls._patients_by_patient_id(
             {s.dicom_patient_id for s in studies if s.dicom_patient_id})
         return {s.id: s._match_imaging(
-                by_accession.get(s.accession, []),
+                by_accession.get(s.accession, [])
+                if s._local_accession() else [],
                 by_uid.get(s.study_uid, []),
                 patients.get(s.dicom_patient_id, []))
             for s in studies}
+
+    def _local_accession(self):
+        "Tell whether the accession may be an order code of this hospital"
+        return bool(self.accession) and self.server.is_local_accession(
+            self.accession_issuer)
 
     def _match_imaging(self, by_accession, by_uid, patients):
         """Return the link values from the candidates of each rule
@@ -133,12 +148,15 @@ class Study(metaclass=PoolMeta):
             }
         requests, problem = self._find_order(by_accession, by_uid)
         if requests and not problem:
-            problem = self._check_patient(requests[0].patient, patients)
+            problem = self._check_patient(
+                requests[0].patient, patients, by_uid=bool(by_uid))
         if not requests and not problem and len(patients) > 1:
             problem = ('msg_match_ambiguous', {
                     'patient_id': self.dicom_patient_id,
                     'parties': ', '.join(_patient_name(p) for p in patients),
                     })
+        elif not requests and not problem and patients:
+            problem = self._check_demographics(patients[0])
         if problem:
             message, kwargs = problem
             values.update(link_state='conflict', link_note=gettext(
@@ -151,10 +169,17 @@ class Study(metaclass=PoolMeta):
                 link_state='linked', link_note=gettext(
                     'health_radiology.msg_match_patient',
                     patient_id=self.dicom_patient_id,
-                    patient=_patient_name(patient)))
+                    patient=_patient_name(patient))
+                + self._name_note(patient.party))
         else:
             values.update(self._unmatched_values(self))
-            if self.accession:
+            if self.accession and not self._local_accession():
+                values['link_note'] = ' '.join([gettext(
+                            'health_radiology.msg_match_foreign_accession',
+                            accession=self.accession,
+                            issuer=self.accession_issuer),
+                        values['link_note']])
+            elif self.accession:
                 values['link_note'] = gettext(
                     'health_radiology.msg_match_unknown_accession',
                     accession=self.accession, reason=values['link_note'])
@@ -192,16 +217,54 @@ class Study(metaclass=PoolMeta):
                     })
         return requests, None
 
-    def _check_patient(self, patient, patients):
-        """Return the message and values of the conflict when the PatientID
-        says the study is not of the order's patient, else None"""
-        if patients and patient not in patients:
-            return ('msg_match_conflict_patient', {
-                    'accession': self.accession or self.study_uid,
-                    'request_patient': _patient_name(patient),
-                    'patient_id': self.dicom_patient_id,
+    def _check_patient(self, patient, patients, by_uid):
+        """Return the message and values of the conflict when the study may
+        not be of the order's patient, else None
+
+        patients are those whose PUID or identifier is the PatientID. A
+        PatientID that is another patient's contradicts the order; so does
+        one that is nobody's when only the accession found the order, as
+        accession numbers are unique only within their issuer. The
+        worklist's StudyInstanceUID (by_uid) is unique everywhere.
+        """
+        if patient not in patients and (
+                patients or (self.dicom_patient_id and not by_uid)):
+            values = {
+                'accession': self.accession or self.study_uid,
+                'request_patient': _patient_name(patient),
+                'patient_id': self.dicom_patient_id,
+                }
+            if not patients:
+                return ('msg_match_foreign_patient_id', values)
+            return ('msg_match_conflict_patient', {**values,
                     'patients': ', '.join(
-                        _patient_name(p) for p in patients),
+                        _patient_name(p) for p in patients)})
+        return self._check_demographics(patient)
+
+    def _check_demographics(self, patient):
+        """Return the message and values of the conflict when the study's
+        birth date or sex is not the patient's, else None"""
+        party = patient.party
+        dicom, gnuhealth = [], []
+        dob = self.dicom_patient_birth_date
+        if dob and party.dob and dob != party.dob:
+            dicom.append(gettext('health_radiology.msg_match_birth_date',
+                    value=dob.isoformat()))
+            gnuhealth.append(gettext('health_radiology.msg_match_birth_date',
+                    value=party.dob.isoformat()))
+        # Only DICOM's M and F against GNU Health's m and f can disagree.
+        sex = _DICOM_SEX.get(party.gender)
+        if self.dicom_patient_sex in _DICOM_SEX.values() and sex and (
+                self.dicom_patient_sex != sex):
+            dicom.append(gettext('health_radiology.msg_match_sex',
+                    value=self.dicom_patient_sex))
+            gnuhealth.append(gettext('health_radiology.msg_match_sex',
+                    value=sex))
+        if dicom:
+            return ('msg_match_demographics', {
+                    'dicom': ', '.join(dicom),
+                    'patient': _patient_name(patient),
+                    'gnuhealth': ', '.join(gnuhealth),
                     })
 
     def _order_link(self, requests):
@@ -221,7 +284,8 @@ class Study(metaclass=PoolMeta):
         values.update(imaging_request=request.id, link_state='linked',
             link_note=gettext('health_radiology.msg_match_request',
                 request=request.request_line or request.request,
-                patient=_patient_name(patient)))
+                patient=_patient_name(patient))
+            + self._name_note(patient.party))
         if self.imaging_result and self.imaging_result.request == request:
             values['imaging_result'] = self.imaging_result.id
         return values

@@ -54,6 +54,12 @@ class Server(ModelSQL, ModelView):
         "Installed Viewers", readonly=True,
         help="The viewers installed on this Orthanc, "
         "as last reported by its plugin.")
+    accession_issuers = fields.Char(
+        "Local Accession Issuers", readonly=True,
+        help="The issuers of this hospital's accession numbers, separated by "
+        "spaces, as the plugin's GnuHealth.LocalAccessionIssuers says. "
+        "The accession of a study from another issuer is not an order "
+        "code here. Empty: every accession may be an order code.")
     studies = fields.One2Many(
         'gnuhealth.radiology.study', 'server', "Studies", readonly=True,
         help="The studies pushed by this server.")
@@ -100,6 +106,11 @@ class Server(ModelSQL, ModelView):
         except (KeyError, IndexError, ValueError):
             return None
 
+    def is_local_accession(self, issuer):
+        "Tell whether an accession of issuer may be an order code here"
+        return (not issuer or not self.accession_issuers
+            or issuer in self.accession_issuers.split())
+
     def preview_url(self, instance_id):
         "Return the URL of Orthanc's PNG preview of an instance"
         if not self.public_url or not instance_id:
@@ -125,6 +136,10 @@ class Server(ModelSQL, ModelView):
         viewers = reader.texts(values, 'viewers')
         if viewers is not None:
             server_values['viewers'] = ' '.join(filter(None, viewers)) or None
+        issuers = reader.texts(values, 'accession_issuers')
+        if issuers is not None:
+            server_values['accession_issuers'] = (
+                ' '.join(filter(None, issuers)) or None)
         if values.get('templates') is not None:
             templates = reader.mapping(values['templates'], 'templates')
             for viewer in VIEWERS:

@@ -3,10 +3,13 @@
 "The study record as the PACS holds it, and the push that stores it"
 
 import datetime
+import hashlib
 
+from sql import Null
 from sql.aggregate import Count
 
 from trytond.i18n import gettext
+from trytond import backend
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
 from trytond.rpc import RPC
@@ -16,12 +19,28 @@ from trytond.transaction import Transaction
 from .pacs_resource import PacsResourceMixin
 from .snapshot import Snapshot, SnapshotReader, upsert
 
+DICOM_SEXES = [
+    (None, ""),
+    ('M', "Male"),
+    ('F', "Female"),
+    ('O', "Other"),
+    ]
 # The model and the path to its server of each level of the deleted list.
 DELETED_LEVELS = {
     'study': ('gnuhealth.radiology.study', 'server'),
     'series': ('gnuhealth.radiology.series', 'study.server'),
     'instance': ('gnuhealth.radiology.instance', 'series.study.server'),
     }
+
+
+def orthanc_study_id(patient_id, study_uid):
+    """Return the ID Orthanc gives the study of patient_id and study_uid
+
+    The SHA-1 of "PatientID|StudyInstanceUID" as 5 groups of 8 hex digits.
+    """
+    digest = hashlib.sha1(
+        ('%s|%s' % (patient_id or '', study_uid)).encode('utf-8')).hexdigest()
+    return '-'.join(digest[i:i + 8] for i in range(0, len(digest), 8))
 
 
 class Study(PacsResourceMixin, ModelSQL, ModelView):
@@ -36,16 +55,27 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
         help="The PACS server that holds the study.")
     study_uid = fields.Char(
         "Study Instance UID", required=True, readonly=True,
-        help="The DICOM StudyInstanceUID.")
+        help="The DICOM StudyInstanceUID. Two studies of a server share it "
+        "when it arrived under two PatientIDs.")
     accession = fields.Char(
         "Accession Number", readonly=True,
         help="The DICOM AccessionNumber, usually the order code.")
+    accession_issuer = fields.Char(
+        "Accession Issuer", readonly=True,
+        help="Who issued the accession number "
+        "(DICOM IssuerOfAccessionNumberSequence), when the modality says.")
     dicom_patient_id = fields.Char(
         "DICOM Patient ID", readonly=True,
         help="The DICOM PatientID as the modality recorded it.")
     dicom_patient_name = fields.Char(
         "DICOM Patient Name", readonly=True,
         help="The DICOM PatientName as the modality recorded it.")
+    dicom_patient_birth_date = fields.Date(
+        "DICOM Patient Birth Date", readonly=True,
+        help="The DICOM PatientBirthDate as the modality recorded it.")
+    dicom_patient_sex = fields.Selection(
+        DICOM_SEXES, "DICOM Patient Sex", readonly=True,
+        help="The DICOM PatientSex as the modality recorded it.")
     study_date = fields.Date(
         "Study Date", readonly=True, help="The DICOM StudyDate.")
     study_time = fields.Time(
@@ -75,6 +105,10 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
     last_sync = fields.DateTime(
         "Last Synchronization", readonly=True,
         help="When a push from the PACS last changed the study.")
+    pacs_last_update = fields.Char(
+        "PACS Last Update", readonly=True,
+        help="Orthanc's LastUpdate of the study when it was last pushed, "
+        "such as 20261201T093000.")
     ohif_url = fields.Function(fields.Char(
             "OHIF Viewer", help="Open the study in the OHIF viewer."),
         'get_viewer_url')
@@ -96,11 +130,15 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
     def __setup__(cls):
         super().__setup__()
         t = cls.__table__()
+        # One record per Orthanc study: Orthanc's study ID covers the
+        # PatientID and the StudyInstanceUID.
+        cls.orthanc_id.required = True
         cls._sql_constraints = [
-            ('study_uid_unique', Unique(t, t.server, t.study_uid),
-                'health_radiology.msg_study_uid_unique'),
+            ('orthanc_id_unique', Unique(t, t.server, t.orthanc_id),
+                'health_radiology.msg_study_orthanc_id_unique'),
             ]
         cls._sql_indexes.update({
+                Index(t, (t.study_uid, Index.Equality())),
                 Index(t, (t.accession, Index.Equality())),
                 Index(t, (t.dicom_patient_id, Index.Equality())),
                 })
@@ -111,7 +149,34 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
             ]
         cls.__rpc__.update({
                 'push_from_pacs': RPC(readonly=False),
+                'audit_summary': RPC(),
                 })
+
+    @classmethod
+    def __register__(cls, module):
+        # Before calling __table_handler__, which creates the table.
+        exists = backend.TableHandler.table_exist(cls._table)
+        table_h = cls.__table_handler__(module)
+        if exists:
+            # Before 7.0.1 a server held a StudyInstanceUID once, and the
+            # Orthanc ID was optional.
+            table_h.drop_constraint('study_uid_unique')
+            cls._fill_orthanc_id()
+        super().__register__(module)
+
+    @classmethod
+    def _fill_orthanc_id(cls):
+        "Give the studies stored without an Orthanc ID the one Orthanc uses"
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*table.select(
+                table.id, table.dicom_patient_id, table.study_uid,
+                where=table.orthanc_id == Null))
+        for id_, patient_id, study_uid in cursor.fetchall():
+            cursor.execute(*table.update(
+                    [table.orthanc_id],
+                    [orthanc_study_id(patient_id, study_uid)],
+                    where=table.id == id_))
 
     @classmethod
     def default_reception(cls):
@@ -178,6 +243,9 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
         """Store a batch of study snapshots pushed by the Orthanc plugin
 
         Idempotent: pushing the same batch again changes nothing.
+        Return the record id of each pushed study and the note of each
+        study of the server touched by the batch that is in conflict, by
+        Orthanc ID.
         """
         pool = Pool()
         Server = pool.get('gnuhealth.radiology.server')
@@ -186,27 +254,38 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
         server = Server.from_pacs(batch.get('server'))
         snapshots = {}
         for values in reader.items(batch, 'studies'):
-            study_uid, snapshot = cls._read_snapshot(values)
-            snapshots[study_uid] = snapshot
+            orthanc_id, snapshot = cls._read_snapshot(values)
+            snapshots[orthanc_id] = snapshot
         deleted = cls._read_deleted(reader, batch)
         studies = cls._sync_snapshots(server, snapshots)
         # Deletions come after the snapshots as Orthanc logged them later.
         cls._apply_deleted(server, deleted)
-        cls._link_clinical(studies)
-        return {'studies': {s.study_uid: s.id for s in studies}}
+        touched = cls._link_clinical(studies)
+        return {
+            'studies': {s.orthanc_id: s.id for s in studies},
+            'conflicts': {
+                s.orthanc_id: s.link_note for s in cls.browse(touched)
+                if s.link_state == 'conflict'},
+            }
 
     @classmethod
     def _read_snapshot(cls, values):
-        "Return the StudyInstanceUID and the Snapshot of a pushed study"
+        "Return the Orthanc ID and the Snapshot of a pushed study"
         pool = Pool()
         Series = pool.get('gnuhealth.radiology.series')
         reader = SnapshotReader.for_study(values)
-        study_uid = reader.uid(values, 'study_uid', required=True)
+        orthanc_id = reader.uid(values, 'orthanc_id', required=True)
+        sex = reader.text(values, 'dicom_patient_sex')
         study_values = {
-            'orthanc_id': reader.uid(values, 'orthanc_id'),
+            'study_uid': reader.uid(values, 'study_uid', required=True),
             'accession': reader.text(values, 'accession'),
+            'accession_issuer': reader.text(values, 'accession_issuer'),
             'dicom_patient_id': reader.text(values, 'dicom_patient_id'),
             'dicom_patient_name': reader.text(values, 'dicom_patient_name'),
+            'dicom_patient_birth_date': reader.date(
+                values, 'dicom_patient_birth_date'),
+            # Values outside DICOM's M, F and O say nothing.
+            'dicom_patient_sex': sex if sex in {'M', 'F', 'O'} else None,
             'study_date': reader.date(values, 'study_date'),
             'study_time': reader.time(values, 'study_time'),
             'description': reader.text(values, 'description'),
@@ -217,11 +296,12 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
             'reception': (
                 'complete' if values.get('complete') else 'receiving'),
             'pacs_state': 'available',
+            'pacs_last_update': reader.text(values, 'last_update'),
             }
         series = dict(
             Series.read_snapshot(reader, v)
             for v in reader.items(values, 'series'))
-        return study_uid, Snapshot(study_values, series)
+        return orthanc_id, Snapshot(study_values, series)
 
     @classmethod
     def _read_deleted(cls, reader, batch):
@@ -241,14 +321,14 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
         pool = Pool()
         Series = pool.get('gnuhealth.radiology.series')
         ids, changed, _ = upsert(
-            cls, 'server', 'study_uid', {server.id: snapshots}, (
+            cls, 'server', 'orthanc_id', {server.id: snapshots}, (
                 [('server', '=', server.id),
-                    ('study_uid', 'in', list(study_uids))]
-                for study_uids in grouped_slice(list(snapshots))))
-        studies = cls.browse([ids[(server.id, uid)] for uid in snapshots])
+                    ('orthanc_id', 'in', list(orthanc_ids))]
+                for orthanc_ids in grouped_slice(list(snapshots))))
+        studies = cls.browse([ids[(server.id, o)] for o in snapshots])
         changed_ids = {ids[key] for key in changed}
         changed_ids |= Series.sync_from_pacs({
-                s.id: snapshots[s.study_uid].children for s in studies})
+                s.id: snapshots[s.orthanc_id].children for s in studies})
         cls.write(
             [s for s in studies if s.id in changed_ids],
             {'last_sync': datetime.datetime.now()})
@@ -269,5 +349,49 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
 
     @classmethod
     def _link_clinical(cls, studies):
-        "Link the pushed studies to the people and orders they belong to"
+        """Link the pushed studies to the people and orders they belong to
+
+        Return the ids of the studies whose link was looked at.
+        """
         # The linking rules are in link.py and link_imaging.py.
+        return [s.id for s in studies]
+
+    @classmethod
+    def audit_summary(cls, label, orthanc_ids):
+        """Return what GNU Health holds of the studies of server label
+
+        By Orthanc ID, for the plugin's audit to compare with Orthanc;
+        the studies GNU Health does not have are absent.
+        """
+        pool = Pool()
+        Series = pool.get('gnuhealth.radiology.series')
+        Instance = pool.get('gnuhealth.radiology.instance')
+        studies = []
+        for sub_ids in grouped_slice(sorted(set(orthanc_ids))):
+            studies.extend(cls.search([
+                        ('server.label', '=', label),
+                        ('orthanc_id', 'in', list(sub_ids)),
+                        ], order=[]))
+        series = Series.__table__()
+        instance = Instance.__table__()
+        cursor = Transaction().connection.cursor()
+        counts = {s.id: [0, 0] for s in studies}
+        for sub_ids in grouped_slice(list(counts)):
+            cursor.execute(*series.join(instance, 'LEFT',
+                    condition=(instance.series == series.id)
+                    & (instance.pacs_state == 'available')
+                    ).select(
+                    series.study, Count(series.id, distinct=True),
+                    Count(instance.id),
+                    where=reduce_ids(series.study, sub_ids)
+                    & (series.pacs_state == 'available'),
+                    group_by=series.study))
+            for study_id, series_count, instance_count in cursor:
+                counts[study_id] = [series_count, instance_count]
+        return {s.orthanc_id: {
+                'series': counts[s.id][0],
+                'instances': counts[s.id][1],
+                'last_update': s.pacs_last_update,
+                'reception': s.reception,
+                'pacs_state': s.pacs_state,
+                } for s in studies}
