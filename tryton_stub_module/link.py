@@ -159,19 +159,21 @@ class Study(metaclass=PoolMeta):
 
         The other studies of their server with the same StudyInstanceUID
         are looked at too: a collision concerns them all. Studies linked by
-        hand are left as they are. Matching is done for the whole list at
-        once, with a handful of queries.
+        hand are left as they are, unless a collision appeared since.
+        Matching is done for the whole list at once, with a handful of
+        queries.
         Return the ids of the studies looked at.
         """
         studies = cls._with_uid_siblings(studies)
-        pending = [s for s in studies if not s.linked_by]
+        collisions = cls._uid_collisions(studies)
+        pending = [
+            s for s in studies if not s.linked_by or s.id in collisions]
         if not pending:
             return [s.id for s in studies]
         transaction = Transaction()
         with without_check_access(), \
                 transaction.set_context(_radiology_matching=True):
             matches = cls._match_clinical(pending)
-            collisions = cls._uid_collisions(studies)
             to_write = defaultdict(list)
             for study in pending:
                 diff = {}
@@ -250,6 +252,8 @@ class Study(metaclass=PoolMeta):
         holds under several PatientIDs, by id
 
         studies must hold every study of their servers with their UIDs.
+        A person's link settles the collision with the studies that existed
+        when they linked: only a study that arrived later reopens it.
         """
         groups = defaultdict(list)
         for study in studies:
@@ -262,7 +266,13 @@ class Study(metaclass=PoolMeta):
             note = gettext('health_radiology.msg_match_uid_collision',
                 patient_ids=' and '.join(
                     [', '.join(patient_ids[:-1]), patient_ids[-1]]))
-            notes.update((s.id, note) for s in group)
+            for study in group:
+                # linked_at is stored to the second.
+                if study.linked_by and not any(
+                        o.create_date.replace(microsecond=0) > study.linked_at
+                        for o in group if o != study):
+                    continue
+                notes[study.id] = note
         return notes
 
     @classmethod

@@ -192,6 +192,36 @@ class IdentityTestCase(DBTestCase):
         self.assertEqual(list(result['conflicts']), ['study-PA'])
 
     @with_transaction()
+    def test_collision_after_link_by_hand(self):
+        "A collision that arrives after a person linked the study reopens it"
+        pool = Pool()
+        Party = pool.get('party.party')
+        Study = pool.get('gnuhealth.radiology.study')
+        zoe, = Party.create([{'name': "Zoë"}])
+        batch = collision_batch('PA', 'PB')
+        Study.push_from_pacs(dict(batch, studies=batch['studies'][:1]))
+        study = self.studies()['study-PA']
+        Study.write([study], {'party': zoe.id})
+        # The person linked it before the other study arrived.
+        table = Study.__table__()
+        Transaction().connection.cursor().execute(*table.update(
+                [table.linked_at], [datetime.datetime(2000, 1, 1)]))
+        Transaction().cache.clear()
+
+        Study.push_from_pacs(dict(batch, studies=batch['studies'][1:]))
+
+        study = self.studies()['study-PA']
+        self.assertEqual(
+            (study.link_state, study.party), ('conflict', zoe))
+        self.assertIn("The same study UID arrived", study.link_note)
+
+        # Linked again by hand, it stays linked.
+        Study.write([study], {'party': zoe.id})
+        Study.push_from_pacs(batch)
+        study = self.studies()['study-PA']
+        self.assertEqual((study.link_state, study.party), ('linked', zoe))
+
+    @with_transaction()
     def test_linked_stays_linked(self):
         "New evidence against an automatic link: conflict, link kept"
         pool = Pool()
