@@ -150,12 +150,12 @@ class Study(metaclass=PoolMeta):
         if requests and not problem:
             problem = self._check_patient(
                 requests[0].patient, patients, by_uid=bool(by_uid))
-        if not requests and not problem and len(patients) > 1:
+        elif patients and not problem and len(patients) > 1:
             problem = ('msg_match_ambiguous', {
                     'patient_id': self.dicom_patient_id,
                     'parties': ', '.join(_patient_name(p) for p in patients),
                     })
-        elif not requests and not problem and patients:
+        elif patients and not problem:
             problem = self._check_demographics(patients[0])
         if problem:
             message, kwargs = problem
