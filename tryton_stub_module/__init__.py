@@ -5,8 +5,8 @@
 from trytond.pool import Pool
 
 from . import (
-    imaging, instance, link, link_imaging, link_wizard, series, server, study,
-    worklist)
+    imaging, instance, link, link_again, link_imaging, link_wizard, series,
+    server, study, worklist)
 
 __all__ = ['register']
 
@@ -20,8 +20,8 @@ def register():
         series.Series,
         instance.Instance,
         link_wizard.StudyLinkStart,
-        link.Party,
-        link.PartyIdentifier,
+        link_again.Party,
+        link_again.PartyIdentifier,
         module='health_radiology', type_='model')
     Pool.register(
         link_wizard.StudyLink,
@@ -32,10 +32,10 @@ def register():
     Pool.register(
         link_imaging.Study,
         link_wizard.StudyLinkStartImaging,
-        link_imaging.Party,
-        link_imaging.AlternativePersonID,
-        link_imaging.Patient,
-        link_imaging.ImagingTestRequest,
+        link_again.PartyImaging,
+        link_again.AlternativePersonID,
+        link_again.Patient,
+        link_again.ImagingTestRequest,
         imaging.Patient,
         imaging.ImagingTestRequest,
         imaging.ImagingTestResult,

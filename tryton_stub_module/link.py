@@ -3,9 +3,10 @@
 """Where a study is matched to the person it belongs to
 
 The rules of plain Tryton (the PatientID is a party's code or identifier),
-the links set by hand and their history, and matching again when a party
-appears. GNU Health's rules (patients, imaging orders) extend them in
-link_imaging.py; the wizards are in link_wizard.py.
+StudyInstanceUID collisions, links kept against new evidence, the links set
+by hand and their history. GNU Health's rules (patients, imaging orders)
+extend them in link_imaging.py; the wizards are in link_wizard.py, and
+matching again when a party or order appears in link_again.py.
 """
 
 import datetime
@@ -259,7 +260,7 @@ class Study(metaclass=PoolMeta):
         for study in studies:
             groups[(study.server.id, study.study_uid)].append(study)
         notes = {}
-        for (_, study_uid), group in groups.items():
+        for group in groups.values():
             patient_ids = sorted({s.dicom_patient_id or '""' for s in group})
             if len(patient_ids) < 2:
                 continue
@@ -388,45 +389,3 @@ class StudyLinkLog(ModelSQL, ModelView):
     def __setup__(cls):
         super().__setup__()
         cls._order = [('date', 'DESC'), ('id', 'DESC')]
-
-
-class Party(metaclass=PoolMeta):
-    __name__ = 'party.party'
-
-    @classmethod
-    def create(cls, vlist):
-        parties = super().create(vlist)
-        cls._match_radiology_studies(parties)
-        return parties
-
-    @classmethod
-    def _radiology_patient_ids(cls, parties):
-        "Return the codes that a DICOM PatientID may carry for parties"
-        codes = set()
-        for party in parties:
-            codes.add(party.code)
-            codes.update(i.code for i in party.identifiers)
-        codes.discard(None)
-        return codes
-
-    @classmethod
-    def _match_radiology_studies(cls, parties):
-        "Link the studies that arrived before their party"
-        pool = Pool()
-        Study = pool.get('gnuhealth.radiology.study')
-        codes = cls._radiology_patient_ids(parties)
-        if codes:
-            Study.match_pending(('dicom_patient_id', 'in', list(codes)))
-
-
-class PartyIdentifier(metaclass=PoolMeta):
-    __name__ = 'party.identifier'
-
-    @classmethod
-    def create(cls, vlist):
-        pool = Pool()
-        Party = pool.get('party.party')
-        identifiers = super().create(vlist)
-        Party._match_radiology_studies(
-            Party.browse(list({i.party.id for i in identifiers})))
-        return identifiers

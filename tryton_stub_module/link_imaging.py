@@ -3,9 +3,9 @@
 """Where a study is matched to a GNU Health patient and imaging order
 
 Registered only when health_imaging is activated: the rules of the
-accession number, the worklist's StudyInstanceUID and the PUID, on top of
-link.py's, and matching again when a patient, an identifier or an order
-appears.
+accession number, the worklist's StudyInstanceUID and the PUID, the
+demographics check, on top of link.py's; and moving the linked orders
+forward.
 """
 
 import datetime
@@ -368,61 +368,3 @@ class Study(metaclass=PoolMeta):
                 args.extend((records, {'imaging_result': result_id}))
             if args:
                 cls.write(*args)
-
-
-class Party(metaclass=PoolMeta):
-    __name__ = 'party.party'
-
-    @classmethod
-    def _radiology_patient_ids(cls, parties):
-        codes = super()._radiology_patient_ids(parties)
-        for party in parties:
-            codes.add(party.ref)
-            codes.update(a.code for a in party.alternative_ids)
-        codes.discard(None)
-        return codes
-
-
-class AlternativePersonID(metaclass=PoolMeta):
-    __name__ = 'gnuhealth.person_alternative_identification'
-
-    @classmethod
-    def create(cls, vlist):
-        pool = Pool()
-        Party = pool.get('party.party')
-        identifiers = super().create(vlist)
-        Party._match_radiology_studies(Party.browse(
-                list({i.party.id for i in identifiers if i.party})))
-        return identifiers
-
-
-class Patient(metaclass=PoolMeta):
-    __name__ = 'gnuhealth.patient'
-
-    @classmethod
-    def create(cls, vlist):
-        pool = Pool()
-        Party = pool.get('party.party')
-        patients = super().create(vlist)
-        Party._match_radiology_studies([p.party for p in patients])
-        return patients
-
-
-class ImagingTestRequest(metaclass=PoolMeta):
-    __name__ = 'gnuhealth.imaging.test.request'
-
-    @classmethod
-    def create(cls, vlist):
-        pool = Pool()
-        Study = pool.get('gnuhealth.radiology.study')
-        requests = super().create(vlist)
-        codes = set()
-        for request in requests:
-            codes.update([request.request, request.request_line])
-        codes.discard(None)
-        domain = ['OR', ('accession', 'in', list(codes))]
-        if 'merge_id' in cls._fields:
-            domain.append(('study_uid', 'in', list(
-                        {r.merge_id for r in requests if r.merge_id})))
-        Study.match_pending(domain)
-        return requests

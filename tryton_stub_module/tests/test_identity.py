@@ -11,6 +11,7 @@ import pydicom
 from pydicom.data import get_testdata_file
 from sql import Null
 
+from trytond.exceptions import UserError
 from trytond.model.exceptions import AccessError
 from trytond.pool import Pool
 # The database of a module test without the generic checks of
@@ -302,6 +303,19 @@ class IdentityTestCase(DBTestCase):
         batch['studies'][0]['dicom_patient_sex'] = 'X'
         Study.push_from_pacs(batch)
         self.assertEqual(Study(study.id).dicom_patient_sex, None)
+
+    @with_transaction()
+    def test_push_without_orthanc_id(self):
+        "A study without its Orthanc ID is refused, naming the study"
+        pool = Pool()
+        Study = pool.get('gnuhealth.radiology.study')
+        batch = base.make_batch()
+        batch['studies'][0]['orthanc_id'] = None
+
+        with self.assertRaises(UserError) as cm:
+            Study.push_from_pacs(batch)
+        self.assertIn('orthanc_id', cm.exception.message)
+        self.assertIn('1.2.3.4', cm.exception.message)
 
     @with_transaction()
     def test_audit_summary(self):
