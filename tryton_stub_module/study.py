@@ -8,8 +8,8 @@ import hashlib
 from sql import Null
 from sql.aggregate import Count
 
-from trytond.i18n import gettext
 from trytond import backend
+from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
 from trytond.rpc import RPC
@@ -158,8 +158,8 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
         exists = backend.TableHandler.table_exist(cls._table)
         table_h = cls.__table_handler__(module)
         if exists:
-            # Before 7.0.1 a server held a StudyInstanceUID once, and the
-            # Orthanc ID was optional.
+            # Before one record per Orthanc study, a server held a
+            # StudyInstanceUID once, and the Orthanc ID was optional.
             table_h.drop_constraint('study_uid_unique')
             cls._fill_orthanc_id()
         super().__register__(module)
