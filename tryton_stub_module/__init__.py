@@ -5,8 +5,8 @@
 from trytond.pool import Pool
 
 from . import (
-    imaging, instance, link, link_again, link_imaging, link_wizard, series,
-    server, study, worklist)
+    audit, imaging, instance, link, link_again, link_imaging, link_wizard,
+    series, server, study, worklist)
 
 __all__ = ['register']
 
@@ -16,6 +16,7 @@ def register():
         server.Server,
         study.Study,
         link.Study,
+        audit.Study,
         link.StudyLinkLog,
         series.Series,
         instance.Instance,
