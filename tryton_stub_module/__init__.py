@@ -4,7 +4,9 @@
 
 from trytond.pool import Pool
 
-from . import imaging, instance, link, series, server, study, worklist
+from . import (
+    audit, imaging, instance, link, link_again, link_imaging, link_wizard,
+    series, server, study, worklist)
 
 __all__ = ['register']
 
@@ -13,24 +15,28 @@ def register():
     Pool.register(
         server.Server,
         study.Study,
-        study.StudyLinkLog,
+        link.Study,
+        audit.Study,
+        link.StudyLinkLog,
         series.Series,
         instance.Instance,
-        link.StudyLinkStart,
-        link.Party,
-        link.PartyIdentifier,
+        link_wizard.StudyLinkStart,
+        link_again.Party,
+        link_again.PartyIdentifier,
         module='health_radiology', type_='model')
     Pool.register(
-        link.StudyLink,
-        link.StudyMatch,
+        link_wizard.StudyLink,
+        link_wizard.StudyMatch,
         module='health_radiology', type_='wizard')
     # Links to GNU Health's patients and imaging orders exist only when
     # health_imaging is activated in the same database.
     Pool.register(
-        imaging.Study,
-        imaging.StudyLinkStart,
-        imaging.Party,
-        imaging.AlternativePersonID,
+        link_imaging.Study,
+        link_wizard.StudyLinkStartImaging,
+        link_again.PartyImaging,
+        link_again.AlternativePersonID,
+        link_again.Patient,
+        link_again.ImagingTestRequest,
         imaging.Patient,
         imaging.ImagingTestRequest,
         imaging.ImagingTestResult,

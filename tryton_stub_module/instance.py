@@ -1,13 +1,13 @@
 # This file is part of orthanc-gnuhealth.  The COPYRIGHT file at the top level
 # of this repository contains the full copyright notices and license terms.
-from trytond.model import Index, ModelSQL, ModelView, Unique, fields
+from trytond.model import ModelSQL, ModelView, Unique, fields
 from trytond.tools import grouped_slice
 
-from .study import PACS_STATE_HELP, PACS_STATES
-from .sync import Snapshot, upsert
+from .pacs_resource import PacsResourceMixin
+from .snapshot import Snapshot, upsert
 
 
-class Instance(ModelSQL, ModelView):
+class Instance(PacsResourceMixin, ModelSQL, ModelView):
     "Radiology Instance"
     __name__ = 'gnuhealth.radiology.instance'
     _rec_name = 'sop_instance_uid'
@@ -18,13 +18,8 @@ class Instance(ModelSQL, ModelView):
     sop_instance_uid = fields.Char(
         "SOP Instance UID", required=True, readonly=True,
         help="The DICOM SOPInstanceUID.")
-    orthanc_id = fields.Char(
-        "Orthanc ID", readonly=True,
-        help="The identifier of the instance in Orthanc.")
     number = fields.Integer(
         "Number", readonly=True, help="The DICOM InstanceNumber.")
-    pacs_state = fields.Selection(
-        PACS_STATES, "PACS State", readonly=True, help=PACS_STATE_HELP)
 
     @classmethod
     def __setup__(cls):
@@ -35,16 +30,11 @@ class Instance(ModelSQL, ModelView):
                 Unique(t, t.series, t.sop_instance_uid),
                 'health_radiology.msg_sop_instance_uid_unique'),
             ]
-        cls._sql_indexes.add(Index(t, (t.orthanc_id, Index.Equality())))
         cls._order = [
             ('series', 'ASC'),
             ('number', 'ASC NULLS LAST'),
             ('id', 'ASC'),
             ]
-
-    @classmethod
-    def default_pacs_state(cls):
-        return 'available'
 
     @classmethod
     def read_snapshot(cls, reader, values):
@@ -71,10 +61,3 @@ class Instance(ModelSQL, ModelView):
                 for series_ids in grouped_slice(list(snapshots))))
         cls.mark_pacs_deleted(cls.browse(list(missing.values())))
         return {series_id for series_id, _ in changed | set(missing)}
-
-    @classmethod
-    def mark_pacs_deleted(cls, instances):
-        "Mark the images as deleted from the PACS"
-        cls.write(
-            [i for i in instances if i.pacs_state != 'deleted'],
-            {'pacs_state': 'deleted'})

@@ -1,114 +1,391 @@
 # This file is part of orthanc-gnuhealth.  The COPYRIGHT file at the top level
 # of this repository contains the full copyright notices and license terms.
-"Linking studies by hand, matching them again, and late arrivals"
+"""Where a study is matched to the person it belongs to
 
-from trytond.model import ModelView, fields
+The rules of plain Tryton (the PatientID is a party's code or identifier),
+StudyInstanceUID collisions, links kept against new evidence, the links set
+by hand and their history. GNU Health's rules (patients, imaging orders)
+extend them in link_imaging.py; the wizards are in link_wizard.py, and
+matching again when a party or order appears in link_again.py.
+"""
+
+import datetime
+import re
+import unicodedata
+from collections import defaultdict
+
+from trytond.i18n import gettext
+from trytond.model import Index, ModelSQL, ModelView, fields
 from trytond.pool import Pool, PoolMeta
-from trytond.transaction import Transaction
-from trytond.wizard import Button, StateTransition, StateView, Wizard
+from trytond.pyson import Eval, Id
+from trytond.tools import grouped_slice
+from trytond.transaction import Transaction, without_check_access
+
+LINK_STATES = [
+    ('unmatched', "Unmatched"),
+    ('linked', "Linked"),
+    ('conflict', "Conflict"),
+    ]
+
+# Only radiology staff and administrators may change a study's links; for
+# everyone else (clinicians) the form shows them read-only rather than
+# failing when saved.
+_GROUPS = Eval('context', {}).get('groups', [])
+LINK_READONLY = ~(Id('health_radiology', 'group_radiology_staff').in_(_GROUPS)
+    | Id('health_radiology', 'group_radiology_admin').in_(_GROUPS))
 
 
-class StudyLinkStart(ModelView):
-    "Link Radiology Studies"
-    __name__ = 'gnuhealth.radiology.study.link.start'
+def name_words(name):
+    """Return the words of a person's name, sorted, without case or accents
+
+    A DICOM name 'Family^Given^Middle' compares equal to "Given Family";
+    only its first (alphabetic) group counts, before any '='.
+    """
+    name = unicodedata.normalize('NFKD', name.split('=')[0])
+    name = ''.join(c for c in name if not unicodedata.combining(c))
+    return sorted(w for w in re.split(r'[\s^,]+', name.casefold()) if w)
+
+
+class Study(metaclass=PoolMeta):
+    __name__ = 'gnuhealth.radiology.study'
 
     party = fields.Many2One(
-        'party.party', "Party",
-        help="The person the images belong to. "
-        "Leave empty to unlink the studies.")
+        'party.party', "Party", states={'readonly': LINK_READONLY},
+        help="The person the images belong to.")
+    link_state = fields.Selection(
+        LINK_STATES, "Link State", readonly=True,
+        help="Whether the study is linked to the person (and order) it "
+        "belongs to, found nothing to link to, or found contradicting "
+        "evidence that a person must resolve.")
+    link_note = fields.Char(
+        "Link Note", readonly=True,
+        help="Why the study is linked, unmatched or in conflict.")
+    linked_by = fields.Many2One(
+        'res.user', "Linked By", readonly=True, ondelete='RESTRICT',
+        help="The person who last linked the study by hand. "
+        "Automatic matching never changes a study linked by hand.")
+    linked_at = fields.DateTime(
+        "Linked At", readonly=True,
+        help="When the study was last linked by hand.")
+    link_history = fields.One2Many(
+        'gnuhealth.radiology.study.link_log', 'study', "Link History",
+        readonly=True, help="Who linked the study by hand, and when.")
 
-    def link_values(self):
-        "Return the values to write on the studies"
-        return {'party': self.party.id if self.party else None}
+    # The automatic matcher fills the link fields with the context key
+    # _radiology_matching; any other write of them is a person's decision,
+    # recorded with who and when, and never overridden by the matcher.
 
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_indexes.add(Index(t, (t.link_state, Index.Equality())))
 
-class StudyLink(Wizard):
-    "Link Radiology Studies"
-    __name__ = 'gnuhealth.radiology.study.link'
+    @classmethod
+    def default_link_state(cls):
+        return 'unmatched'
 
-    start = StateView(
-        'gnuhealth.radiology.study.link.start',
-        'health_radiology.study_link_start_view_form', [
-            Button("Cancel", 'end', 'tryton-cancel'),
-            Button("Link", 'link', 'tryton-ok', default=True),
-            ])
-    link = StateTransition()
+    @classmethod
+    def _link_fields(cls):
+        "Return the names of the fields that link a study to its records"
+        return {'party'}
 
-    def default_start(self, fields):
-        # Propose what the studies already share.
-        defaults = {}
-        for name in fields:
-            values = {getattr(r, name, None) for r in self.records}
-            if len(values) == 1:
-                value, = values
-                defaults[name] = getattr(value, 'id', value)
-        return defaults
+    @classmethod
+    def write(cls, *args):
+        manual = not Transaction().context.get('_radiology_matching')
+        link_fields = cls._link_fields()
+        touched = []
+        actions = iter(args)
+        for records, values in zip(actions, actions):
+            if manual and link_fields & set(values):
+                touched.extend(records)
+        super().write(*args)
+        if touched:
+            cls._record_manual_link(cls.browse(list({s.id for s in touched})))
 
-    def transition_link(self):
+    @classmethod
+    def _manual_link_values(cls, study):
+        "Return the values to complete the links a person set on study"
+        return {}
+
+    def _is_linked(self):
+        return bool(self.party)
+
+    @classmethod
+    def _record_manual_link(cls, studies):
+        "Record who linked the studies by hand, and when"
         pool = Pool()
-        Study = pool.get('gnuhealth.radiology.study')
-        # The write records who linked the studies and when.
-        Study.write(list(self.records), self.start.link_values())
-        return 'end'
+        User = pool.get('res.user')
+        LinkLog = pool.get('gnuhealth.radiology.study.link_log')
+        transaction = Transaction()
+        now = datetime.datetime.now()
+        user = User(transaction.user)
+        args, logs = [], []
+        with without_check_access(), \
+                transaction.set_context(_radiology_matching=True):
+            for study in studies:
+                values = cls._manual_link_values(study)
+                if values:
+                    cls.write([study], values)
+            studies = cls.browse([s.id for s in studies])
+            for study in studies:
+                linked = study._is_linked()
+                note = gettext(
+                    'health_radiology.msg_linked_by_hand' if linked
+                    else 'health_radiology.msg_unlinked_by_hand',
+                    user=user.rec_name)
+                args.extend(([study], {
+                            'link_state': 'linked' if linked else 'unmatched',
+                            'link_note': note,
+                            'linked_by': user.id,
+                            'linked_at': now,
+                            }))
+                logs.append({
+                        'study': study.id,
+                        'user': user.id,
+                        'date': now,
+                        'description': study._link_description(),
+                        })
+            cls.write(*args)
+            LinkLog.create(logs)
+            cls._clinical_linked(cls.browse([s.id for s in studies]))
 
+    def _link_description(self):
+        "Return a text describing what the study is linked to"
+        return self.party.rec_name if self.party else None
 
-class StudyMatch(Wizard):
-    "Match Radiology Studies Again"
-    __name__ = 'gnuhealth.radiology.study.match'
+    @classmethod
+    def _link_clinical(cls, studies):
+        """Link the pushed studies to the clinical records they belong to
 
-    start_state = 'match'
-    match = StateTransition()
+        The other studies of their server with the same StudyInstanceUID
+        are looked at too: a collision concerns them all. Studies linked by
+        hand are left as they are, unless a collision appeared since.
+        Matching is done for the whole list at once, with a handful of
+        queries.
+        Return the ids of the studies looked at.
+        """
+        studies = cls._with_uid_siblings(studies)
+        collisions = cls._uid_collisions(studies)
+        pending = [
+            s for s in studies if not s.linked_by or s.id in collisions]
+        if not pending:
+            return [s.id for s in studies]
+        transaction = Transaction()
+        with without_check_access(), \
+                transaction.set_context(_radiology_matching=True):
+            matches = cls._match_clinical(pending)
+            to_write = defaultdict(list)
+            for study in pending:
+                diff = {}
+                values = study._decide_link(
+                    matches[study.id], collisions.get(study.id))
+                for name, value in values.items():
+                    current = getattr(study, name)
+                    current = getattr(current, 'id', current)
+                    if current != value:
+                        diff[name] = value
+                if diff:
+                    to_write[tuple(sorted(diff.items()))].append(study)
+            args = []
+            for diff, records in to_write.items():
+                args.extend((records, dict(diff)))
+            if args:
+                cls.write(*args)
+            pending = cls.browse([s.id for s in pending])
+            cls._clinical_linked(
+                [s for s in pending if s.link_state == 'linked'])
+        return [s.id for s in studies]
 
-    def transition_match(self):
-        pool = Pool()
-        Study = pool.get('gnuhealth.radiology.study')
-        context = Transaction().context
-        if (context.get('active_model') == Study.__name__
-                and context.get('active_ids')):
-            domain = ('id', 'in', context['active_ids'])
+    def _decide_link(self, found, collision):
+        """Return the link values of the study from what matching found
+
+        collision is the note of a StudyInstanceUID collision, if any.
+        An automatic link never moves to someone else: evidence against it
+        makes the study a conflict that keeps the link until a person
+        decides.
+        """
+        held = {
+            n: getattr(getattr(self, n), 'id', None)
+            for n in self._link_fields()}
+        if not any(held.values()):
+            held = None
+        if collision:
+            # Neither study of a collision is linked automatically.
+            values = held or {
+                n: None for n in found if n not in {'link_state', 'link_note'}}
+            return {**values, 'link_state': 'conflict', 'link_note': collision}
+        if not held:
+            return found
+        if found['link_state'] == 'unmatched':
+            # No evidence against the link: the study stays as it is.
+            return {}
+        if found['link_state'] == 'linked' and all(
+                v is None or found.get(n) == v for n, v in held.items()):
+            # The same person; matching may add the order.
+            return found
+        return {
+            'link_state': 'conflict',
+            'link_note': gettext('health_radiology.msg_match_contradicts_link',
+                evidence=found['link_note'], link=self._link_description()),
+            }
+
+    @classmethod
+    def _with_uid_siblings(cls, studies):
+        "Return studies and the others of their server with their UIDs"
+        uids = defaultdict(set)
+        for study in studies:
+            uids[study.server.id].add(study.study_uid)
+        known = {s.id for s in studies}
+        siblings = []
+        for server_id, server_uids in uids.items():
+            for sub_uids in grouped_slice(sorted(server_uids)):
+                siblings.extend(cls.search([
+                            ('server', '=', server_id),
+                            ('study_uid', 'in', list(sub_uids)),
+                            ('id', 'not in', list(known)),
+                            ], order=[('id', 'ASC')]))
+        return list(studies) + siblings
+
+    @classmethod
+    def _uid_collisions(cls, studies):
+        """Return the note of each study whose StudyInstanceUID its server
+        holds under several PatientIDs, by id
+
+        studies must hold every study of their servers with their UIDs.
+        A person's link settles the collision with the studies that existed
+        when they linked: only a study that arrived later reopens it.
+        """
+        groups = defaultdict(list)
+        for study in studies:
+            groups[(study.server.id, study.study_uid)].append(study)
+        notes = {}
+        for group in groups.values():
+            patient_ids = sorted({s.dicom_patient_id or '""' for s in group})
+            if len(patient_ids) < 2:
+                continue
+            note = gettext('health_radiology.msg_match_uid_collision',
+                patient_ids=' and '.join(
+                    [', '.join(patient_ids[:-1]), patient_ids[-1]]))
+            for study in group:
+                # linked_at is stored to the second.
+                if study.linked_by and not any(
+                        o.create_date.replace(microsecond=0) > study.linked_at
+                        for o in group if o != study):
+                    continue
+                notes[study.id] = note
+        return notes
+
+    @classmethod
+    def _match_clinical(cls, studies):
+        """Return the link values of each study by id
+
+        Plain Tryton: the DICOM PatientID is the code or an identifier of a
+        party.
+        """
+        parties = cls._parties_by_patient_id(
+            {s.dicom_patient_id for s in studies if s.dicom_patient_id})
+        matches = {}
+        for study in studies:
+            candidates = parties.get(study.dicom_patient_id, [])
+            values = {'party': None}
+            if len(candidates) == 1:
+                party, = candidates
+                values.update(party=party.id, link_state='linked',
+                    link_note=gettext('health_radiology.msg_match_party',
+                        patient_id=study.dicom_patient_id,
+                        party=party.rec_name) + study._name_note(party))
+            elif candidates:
+                values.update(link_state='conflict',
+                    link_note=gettext('health_radiology.msg_match_ambiguous',
+                        patient_id=study.dicom_patient_id,
+                        parties=', '.join(p.rec_name for p in candidates)))
+            else:
+                values.update(cls._unmatched_values(study))
+            matches[study.id] = values
+        return matches
+
+    def _name_note(self, party):
+        """Return a note, with a leading space, when the DICOM PatientName
+        is not the party's name, else an empty string
+
+        Only a note: name formats vary too much to be evidence.
+        """
+        if not self.dicom_patient_name:
+            return ''
+        name = self._party_name(party)
+        if name_words(self.dicom_patient_name) == name_words(name):
+            return ''
+        return ' ' + gettext('health_radiology.msg_match_name_differs',
+            dicom_name=self.dicom_patient_name, name=name)
+
+    @classmethod
+    def _party_name(cls, party):
+        "Return the full name of party to compare with the PatientName"
+        return party.name or ''
+
+    @classmethod
+    def _unmatched_values(cls, study):
+        if study.dicom_patient_id:
+            note = gettext('health_radiology.msg_match_unknown_patient_id',
+                patient_id=study.dicom_patient_id)
         else:
-            domain = ('link_state', 'in', ['unmatched', 'conflict'])
-        Study.match_pending(domain)
-        return 'end'
-
-
-class Party(metaclass=PoolMeta):
-    __name__ = 'party.party'
+            note = gettext('health_radiology.msg_match_no_patient_id')
+        return {'link_state': 'unmatched', 'link_note': note}
 
     @classmethod
-    def create(cls, vlist):
-        parties = super().create(vlist)
-        cls._match_radiology_studies(parties)
-        return parties
-
-    @classmethod
-    def _radiology_patient_ids(cls, parties):
-        "Return the codes that a DICOM PatientID may carry for parties"
-        codes = set()
-        for party in parties:
-            codes.add(party.code)
-            codes.update(i.code for i in party.identifiers)
-        codes.discard(None)
-        return codes
-
-    @classmethod
-    def _match_radiology_studies(cls, parties):
-        "Link the studies that arrived before their party"
-        pool = Pool()
-        Study = pool.get('gnuhealth.radiology.study')
-        codes = cls._radiology_patient_ids(parties)
-        if codes:
-            Study.match_pending(('dicom_patient_id', 'in', list(codes)))
-
-
-class PartyIdentifier(metaclass=PoolMeta):
-    __name__ = 'party.identifier'
-
-    @classmethod
-    def create(cls, vlist):
+    def _parties_by_patient_id(cls, patient_ids):
+        "Return the parties whose code or an identifier is each PatientID"
         pool = Pool()
         Party = pool.get('party.party')
-        identifiers = super().create(vlist)
-        Party._match_radiology_studies(
-            Party.browse(list({i.party.id for i in identifiers})))
-        return identifiers
+        found = defaultdict(list)
+        for sub_ids in grouped_slice(sorted(patient_ids)):
+            sub_ids = list(sub_ids)
+            for party in Party.search(['OR',
+                        ('code', 'in', sub_ids),
+                        ('identifiers.code', 'in', sub_ids),
+                        ], order=[('id', 'ASC')]):
+                codes = {party.code} | {i.code for i in party.identifiers}
+                for code in codes & patient_ids:
+                    found[code].append(party)
+        return found
+
+    @classmethod
+    def _clinical_linked(cls, studies):
+        "Move forward the clinical records of the studies just linked"
+
+    @classmethod
+    def match_pending(cls, domain):
+        """Match again the studies not linked by hand within domain
+
+        Called when a record that a study may belong to appears, and by the
+        "match again" wizard; safe to run on every unmatched study.
+        """
+        with without_check_access():
+            studies = cls.search(
+                [('linked_by', '=', None), domain], order=[('id', 'ASC')])
+            for sub_studies in grouped_slice(studies):
+                cls._link_clinical(list(sub_studies))
+        return studies
+
+
+class StudyLinkLog(ModelSQL, ModelView):
+    "Radiology Study Link History"
+    __name__ = 'gnuhealth.radiology.study.link_log'
+
+    study = fields.Many2One(
+        'gnuhealth.radiology.study', "Study", required=True, readonly=True,
+        ondelete='CASCADE', help="The study linked by hand.")
+    user = fields.Many2One(
+        'res.user', "User", readonly=True, ondelete='RESTRICT',
+        help="The person who linked the study.")
+    date = fields.DateTime(
+        "Date", readonly=True, help="When the study was linked.")
+    description = fields.Char(
+        "Linked To", readonly=True,
+        help="What the study was linked to; empty when it was unlinked.")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [('date', 'DESC'), ('id', 'DESC')]

@@ -2,19 +2,20 @@
 # of this repository contains the full copyright notices and license terms.
 from sql.aggregate import Count
 
-from trytond.model import Index, ModelSQL, ModelView, Unique, fields
+from trytond.model import ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
 from trytond.tools import grouped_slice, reduce_ids
 from trytond.transaction import Transaction
 
-from .study import PACS_STATE_HELP, PACS_STATES
-from .sync import Snapshot, upsert
+from .pacs_resource import PacsResourceMixin
+from .snapshot import Snapshot, upsert
 
 
-class Series(ModelSQL, ModelView):
+class Series(PacsResourceMixin, ModelSQL, ModelView):
     "Radiology Series"
     __name__ = 'gnuhealth.radiology.series'
     _rec_name = 'series_uid'
+    _pacs_children = ('gnuhealth.radiology.instance', 'series')
 
     study = fields.Many2One(
         'gnuhealth.radiology.study', "Study", required=True, readonly=True,
@@ -22,9 +23,6 @@ class Series(ModelSQL, ModelView):
     series_uid = fields.Char(
         "Series Instance UID", required=True, readonly=True,
         help="The DICOM SeriesInstanceUID.")
-    orthanc_id = fields.Char(
-        "Orthanc ID", readonly=True,
-        help="The identifier of the series in Orthanc.")
     modality = fields.Char(
         "Modality", readonly=True,
         help="The DICOM Modality, such as \"CT\".")
@@ -41,8 +39,6 @@ class Series(ModelSQL, ModelView):
             "Instances",
             help="The number of images of the series still in the PACS."),
         'get_instance_count')
-    pacs_state = fields.Selection(
-        PACS_STATES, "PACS State", readonly=True, help=PACS_STATE_HELP)
     webviewer_url = fields.Function(fields.Char(
             "Orthanc Web Viewer",
             help="Open the series in the Orthanc Web Viewer."),
@@ -60,16 +56,11 @@ class Series(ModelSQL, ModelView):
             ('series_uid_unique', Unique(t, t.study, t.series_uid),
                 'health_radiology.msg_series_uid_unique'),
             ]
-        cls._sql_indexes.add(Index(t, (t.orthanc_id, Index.Equality())))
         cls._order = [
             ('study', 'ASC'),
             ('number', 'ASC NULLS LAST'),
             ('id', 'ASC'),
             ]
-
-    @classmethod
-    def default_pacs_state(cls):
-        return 'available'
 
     def get_rec_name(self, name):
         parts = [
@@ -167,17 +158,3 @@ class Series(ModelSQL, ModelView):
                 for uid, snapshot in children.items()})
         changed_studies |= {study_of[s] for s in changed_series}
         return changed_studies
-
-    @classmethod
-    def mark_pacs_deleted(cls, series):
-        "Mark the series and their images as deleted from the PACS"
-        pool = Pool()
-        Instance = pool.get('gnuhealth.radiology.instance')
-        cls.write(
-            [s for s in series if s.pacs_state != 'deleted'],
-            {'pacs_state': 'deleted'})
-        for sub_series in grouped_slice(series):
-            Instance.mark_pacs_deleted(Instance.search([
-                        ('series', 'in', [s.id for s in sub_series]),
-                        ('pacs_state', '!=', 'deleted'),
-                        ], order=[]))

@@ -6,7 +6,7 @@ from urllib.parse import quote
 from trytond.i18n import gettext
 from trytond.model import ModelSQL, ModelView, Unique, fields
 
-from .sync import SnapshotReader
+from .snapshot import SnapshotReader
 
 VIEWERS = ['ohif', 'stone', 'explorer', 'webviewer', 'oe2']
 DEFAULT_TEMPLATES = {
@@ -54,6 +54,12 @@ class Server(ModelSQL, ModelView):
         "Installed Viewers", readonly=True,
         help="The viewers installed on this Orthanc, "
         "as last reported by its plugin.")
+    accession_issuers = fields.Char(
+        "Local Accession Issuers", readonly=True,
+        help="The issuers of this hospital's accession numbers, separated by "
+        "spaces, as the plugin's GnuHealth.LocalAccessionIssuers says. "
+        "The accession of a study from another issuer is not an order "
+        "code here. Empty: every accession may be an order code.")
     studies = fields.One2Many(
         'gnuhealth.radiology.study', 'server', "Studies", readonly=True,
         help="The studies pushed by this server.")
@@ -69,24 +75,13 @@ class Server(ModelSQL, ModelView):
         cls._order = [('label', 'ASC')]
 
     @classmethod
-    def default_ohif_template(cls):
-        return DEFAULT_TEMPLATES['ohif']
-
-    @classmethod
-    def default_stone_template(cls):
-        return DEFAULT_TEMPLATES['stone']
-
-    @classmethod
-    def default_explorer_template(cls):
-        return DEFAULT_TEMPLATES['explorer']
-
-    @classmethod
-    def default_webviewer_template(cls):
-        return DEFAULT_TEMPLATES['webviewer']
-
-    @classmethod
-    def default_oe2_template(cls):
-        return DEFAULT_TEMPLATES['oe2']
+    def __post_setup__(cls):
+        super().__post_setup__()
+        # Each viewer's template field defaults to its DEFAULT_TEMPLATES
+        # entry, as a default_<field> method would.
+        for viewer, template in DEFAULT_TEMPLATES.items():
+            cls._defaults['%s_template' % viewer] = (
+                lambda template=template: template)
 
     def viewer_url(self, viewer, **identifiers):
         """Return the URL of viewer for the identifiers
@@ -110,6 +105,11 @@ class Server(ModelSQL, ModelView):
                 base=self.public_url.rstrip('/'), **identifiers)
         except (KeyError, IndexError, ValueError):
             return None
+
+    def is_local_accession(self, issuer):
+        "Tell whether an accession of issuer may be an order code here"
+        return (not issuer or not self.accession_issuers
+            or issuer in self.accession_issuers.split())
 
     def preview_url(self, instance_id):
         "Return the URL of Orthanc's PNG preview of an instance"
@@ -136,6 +136,10 @@ class Server(ModelSQL, ModelView):
         viewers = reader.texts(values, 'viewers')
         if viewers is not None:
             server_values['viewers'] = ' '.join(filter(None, viewers)) or None
+        issuers = reader.texts(values, 'accession_issuers')
+        if issuers is not None:
+            server_values['accession_issuers'] = (
+                ' '.join(filter(None, issuers)) or None)
         if values.get('templates') is not None:
             templates = reader.mapping(values['templates'], 'templates')
             for viewer in VIEWERS:

@@ -1,32 +1,30 @@
 # This file is part of orthanc-gnuhealth.  The COPYRIGHT file at the top level
 # of this repository contains the full copyright notices and license terms.
-import datetime
-from collections import defaultdict
+"The study record as the PACS holds it, and the push that stores it"
 
+import datetime
+import hashlib
+
+from sql import Null
 from sql.aggregate import Count
 
+from trytond import backend
 from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
-from trytond.pyson import Eval, Id
 from trytond.rpc import RPC
 from trytond.tools import grouped_slice, reduce_ids
-from trytond.transaction import Transaction, without_check_access
+from trytond.transaction import Transaction
 
-from .sync import Snapshot, SnapshotReader, upsert
+from .pacs_resource import PacsResourceMixin
+from .snapshot import Snapshot, SnapshotReader, upsert
 
-PACS_STATES = [
-    ('available', "Available"),
-    ('deleted', "Deleted"),
+DICOM_SEXES = [
+    (None, ""),
+    ('M', "Male"),
+    ('F', "Female"),
+    ('O', "Other"),
     ]
-LINK_STATES = [
-    ('unmatched', "Unmatched"),
-    ('linked', "Linked"),
-    ('conflict', "Conflict"),
-    ]
-PACS_STATE_HELP = (
-    "Whether the images are still in the PACS. "
-    "Records deleted from the PACS are kept.")
 # The model and the path to its server of each level of the deleted list.
 DELETED_LEVELS = {
     'study': ('gnuhealth.radiology.study', 'server'),
@@ -35,18 +33,21 @@ DELETED_LEVELS = {
     }
 
 
-# Only radiology staff and administrators may change a study's links; for
-# everyone else (clinicians) the form shows them read-only rather than
-# failing when saved.
-_GROUPS = Eval('context', {}).get('groups', [])
-LINK_READONLY = ~(Id('health_radiology', 'group_radiology_staff').in_(_GROUPS)
-    | Id('health_radiology', 'group_radiology_admin').in_(_GROUPS))
+def orthanc_study_id(patient_id, study_uid):
+    """Return the ID Orthanc gives the study of patient_id and study_uid
+
+    The SHA-1 of "PatientID|StudyInstanceUID" as 5 groups of 8 hex digits.
+    """
+    digest = hashlib.sha1(
+        ('%s|%s' % (patient_id or '', study_uid)).encode('utf-8')).hexdigest()
+    return '-'.join(digest[i:i + 8] for i in range(0, len(digest), 8))
 
 
-class Study(ModelSQL, ModelView):
+class Study(PacsResourceMixin, ModelSQL, ModelView):
     "Radiology Study"
     __name__ = 'gnuhealth.radiology.study'
     _rec_name = 'study_uid'
+    _pacs_children = ('gnuhealth.radiology.series', 'study')
 
     server = fields.Many2One(
         'gnuhealth.radiology.server', "Server", required=True,
@@ -54,19 +55,27 @@ class Study(ModelSQL, ModelView):
         help="The PACS server that holds the study.")
     study_uid = fields.Char(
         "Study Instance UID", required=True, readonly=True,
-        help="The DICOM StudyInstanceUID.")
-    orthanc_id = fields.Char(
-        "Orthanc ID", readonly=True,
-        help="The identifier of the study in Orthanc.")
+        help="The DICOM StudyInstanceUID. Two studies of a server share it "
+        "when it arrived under two PatientIDs.")
     accession = fields.Char(
         "Accession Number", readonly=True,
         help="The DICOM AccessionNumber, usually the order code.")
+    accession_issuer = fields.Char(
+        "Accession Issuer", readonly=True,
+        help="Who issued the accession number "
+        "(DICOM IssuerOfAccessionNumberSequence), when the modality says.")
     dicom_patient_id = fields.Char(
         "DICOM Patient ID", readonly=True,
         help="The DICOM PatientID as the modality recorded it.")
     dicom_patient_name = fields.Char(
         "DICOM Patient Name", readonly=True,
         help="The DICOM PatientName as the modality recorded it.")
+    dicom_patient_birth_date = fields.Date(
+        "DICOM Patient Birth Date", readonly=True,
+        help="The DICOM PatientBirthDate as the modality recorded it.")
+    dicom_patient_sex = fields.Selection(
+        DICOM_SEXES, "DICOM Patient Sex", readonly=True,
+        help="The DICOM PatientSex as the modality recorded it.")
     study_date = fields.Date(
         "Study Date", readonly=True, help="The DICOM StudyDate.")
     study_time = fields.Time(
@@ -93,32 +102,13 @@ class Study(ModelSQL, ModelView):
             ('complete', "Complete"),
             ], "Reception", readonly=True,
         help="Receiving until Orthanc declares the study stable.")
-    pacs_state = fields.Selection(
-        PACS_STATES, "PACS State", readonly=True, help=PACS_STATE_HELP)
     last_sync = fields.DateTime(
         "Last Synchronization", readonly=True,
         help="When a push from the PACS last changed the study.")
-    party = fields.Many2One(
-        'party.party', "Party", states={'readonly': LINK_READONLY},
-        help="The person the images belong to.")
-    link_state = fields.Selection(
-        LINK_STATES, "Link State", readonly=True,
-        help="Whether the study is linked to the person (and order) it "
-        "belongs to, found nothing to link to, or found contradicting "
-        "evidence that a person must resolve.")
-    link_note = fields.Char(
-        "Link Note", readonly=True,
-        help="Why the study is linked, unmatched or in conflict.")
-    linked_by = fields.Many2One(
-        'res.user', "Linked By", readonly=True, ondelete='RESTRICT',
-        help="The person who last linked the study by hand. "
-        "Automatic matching never changes a study linked by hand.")
-    linked_at = fields.DateTime(
-        "Linked At", readonly=True,
-        help="When the study was last linked by hand.")
-    link_history = fields.One2Many(
-        'gnuhealth.radiology.study.link_log', 'study', "Link History",
-        readonly=True, help="Who linked the study by hand, and when.")
+    pacs_last_update = fields.Char(
+        "PACS Last Update", readonly=True,
+        help="Orthanc's LastUpdate of the study when it was last pushed, "
+        "such as 20261201T093000.")
     ohif_url = fields.Function(fields.Char(
             "OHIF Viewer", help="Open the study in the OHIF viewer."),
         'get_viewer_url')
@@ -140,15 +130,17 @@ class Study(ModelSQL, ModelView):
     def __setup__(cls):
         super().__setup__()
         t = cls.__table__()
+        # One record per Orthanc study: Orthanc's study ID covers the
+        # PatientID and the StudyInstanceUID.
+        cls.orthanc_id.required = True
         cls._sql_constraints = [
-            ('study_uid_unique', Unique(t, t.server, t.study_uid),
-                'health_radiology.msg_study_uid_unique'),
+            ('orthanc_id_unique', Unique(t, t.server, t.orthanc_id),
+                'health_radiology.msg_study_orthanc_id_unique'),
             ]
         cls._sql_indexes.update({
-                Index(t, (t.orthanc_id, Index.Equality())),
+                Index(t, (t.study_uid, Index.Equality())),
                 Index(t, (t.accession, Index.Equality())),
                 Index(t, (t.dicom_patient_id, Index.Equality())),
-                Index(t, (t.link_state, Index.Equality())),
                 })
         cls._order = [
             ('study_date', 'DESC NULLS FIRST'),
@@ -160,16 +152,34 @@ class Study(ModelSQL, ModelView):
                 })
 
     @classmethod
+    def __register__(cls, module):
+        # Before calling __table_handler__, which creates the table.
+        exists = backend.TableHandler.table_exist(cls._table)
+        table_h = cls.__table_handler__(module)
+        if exists:
+            # Before one record per Orthanc study, a server held a
+            # StudyInstanceUID once, and the Orthanc ID was optional.
+            table_h.drop_constraint('study_uid_unique')
+            cls._fill_orthanc_id()
+        super().__register__(module)
+
+    @classmethod
+    def _fill_orthanc_id(cls):
+        "Give the studies stored without an Orthanc ID the one Orthanc uses"
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*table.select(
+                table.id, table.dicom_patient_id, table.study_uid,
+                where=table.orthanc_id == Null))
+        for id_, patient_id, study_uid in cursor.fetchall():
+            cursor.execute(*table.update(
+                    [table.orthanc_id],
+                    [orthanc_study_id(patient_id, study_uid)],
+                    where=table.id == id_))
+
+    @classmethod
     def default_reception(cls):
         return 'receiving'
-
-    @classmethod
-    def default_pacs_state(cls):
-        return 'available'
-
-    @classmethod
-    def default_link_state(cls):
-        return 'unmatched'
 
     def get_rec_name(self, name):
         parts = [
@@ -232,6 +242,9 @@ class Study(ModelSQL, ModelView):
         """Store a batch of study snapshots pushed by the Orthanc plugin
 
         Idempotent: pushing the same batch again changes nothing.
+        Return the record id of each pushed study and the note of each
+        study of the server touched by the batch that is in conflict, by
+        Orthanc ID.
         """
         pool = Pool()
         Server = pool.get('gnuhealth.radiology.server')
@@ -240,27 +253,38 @@ class Study(ModelSQL, ModelView):
         server = Server.from_pacs(batch.get('server'))
         snapshots = {}
         for values in reader.items(batch, 'studies'):
-            study_uid, snapshot = cls._read_snapshot(values)
-            snapshots[study_uid] = snapshot
+            orthanc_id, snapshot = cls._read_snapshot(values)
+            snapshots[orthanc_id] = snapshot
         deleted = cls._read_deleted(reader, batch)
         studies = cls._sync_snapshots(server, snapshots)
         # Deletions come after the snapshots as Orthanc logged them later.
         cls._apply_deleted(server, deleted)
-        cls._link_clinical(studies)
-        return {'studies': {s.study_uid: s.id for s in studies}}
+        touched = cls._link_clinical(studies)
+        return {
+            'studies': {s.orthanc_id: s.id for s in studies},
+            'conflicts': {
+                s.orthanc_id: s.link_note for s in cls.browse(touched)
+                if s.link_state == 'conflict'},
+            }
 
     @classmethod
     def _read_snapshot(cls, values):
-        "Return the StudyInstanceUID and the Snapshot of a pushed study"
+        "Return the Orthanc ID and the Snapshot of a pushed study"
         pool = Pool()
         Series = pool.get('gnuhealth.radiology.series')
         reader = SnapshotReader.for_study(values)
-        study_uid = reader.uid(values, 'study_uid', required=True)
+        orthanc_id = reader.uid(values, 'orthanc_id', required=True)
+        sex = reader.text(values, 'dicom_patient_sex')
         study_values = {
-            'orthanc_id': reader.uid(values, 'orthanc_id'),
+            'study_uid': reader.uid(values, 'study_uid', required=True),
             'accession': reader.text(values, 'accession'),
+            'accession_issuer': reader.text(values, 'accession_issuer'),
             'dicom_patient_id': reader.text(values, 'dicom_patient_id'),
             'dicom_patient_name': reader.text(values, 'dicom_patient_name'),
+            'dicom_patient_birth_date': reader.date(
+                values, 'dicom_patient_birth_date'),
+            # Values outside DICOM's M, F and O say nothing.
+            'dicom_patient_sex': sex if sex in {'M', 'F', 'O'} else None,
             'study_date': reader.date(values, 'study_date'),
             'study_time': reader.time(values, 'study_time'),
             'description': reader.text(values, 'description'),
@@ -271,11 +295,12 @@ class Study(ModelSQL, ModelView):
             'reception': (
                 'complete' if values.get('complete') else 'receiving'),
             'pacs_state': 'available',
+            'pacs_last_update': reader.text(values, 'last_update'),
             }
         series = dict(
             Series.read_snapshot(reader, v)
             for v in reader.items(values, 'series'))
-        return study_uid, Snapshot(study_values, series)
+        return orthanc_id, Snapshot(study_values, series)
 
     @classmethod
     def _read_deleted(cls, reader, batch):
@@ -295,14 +320,14 @@ class Study(ModelSQL, ModelView):
         pool = Pool()
         Series = pool.get('gnuhealth.radiology.series')
         ids, changed, _ = upsert(
-            cls, 'server', 'study_uid', {server.id: snapshots}, (
+            cls, 'server', 'orthanc_id', {server.id: snapshots}, (
                 [('server', '=', server.id),
-                    ('study_uid', 'in', list(study_uids))]
-                for study_uids in grouped_slice(list(snapshots))))
-        studies = cls.browse([ids[(server.id, uid)] for uid in snapshots])
+                    ('orthanc_id', 'in', list(orthanc_ids))]
+                for orthanc_ids in grouped_slice(list(snapshots))))
+        studies = cls.browse([ids[(server.id, o)] for o in snapshots])
         changed_ids = {ids[key] for key in changed}
         changed_ids |= Series.sync_from_pacs({
-                s.id: snapshots[s.study_uid].children for s in studies})
+                s.id: snapshots[s.orthanc_id].children for s in studies})
         cls.write(
             [s for s in studies if s.id in changed_ids],
             {'last_sync': datetime.datetime.now()})
@@ -322,218 +347,10 @@ class Study(ModelSQL, ModelView):
                             ], order=[]))
 
     @classmethod
-    def mark_pacs_deleted(cls, studies):
-        "Mark the studies and their content as deleted from the PACS"
-        pool = Pool()
-        Series = pool.get('gnuhealth.radiology.series')
-        cls.write(
-            [s for s in studies if s.pacs_state != 'deleted'],
-            {'pacs_state': 'deleted'})
-        for sub_studies in grouped_slice(studies):
-            Series.mark_pacs_deleted(Series.search([
-                        ('study', 'in', [s.id for s in sub_studies]),
-                        ('pacs_state', '!=', 'deleted'),
-                        ], order=[]))
-
-    # Clinical linking
-    #
-    # The automatic matcher fills the link fields with the context key
-    # _radiology_matching; any other write of them is a person's decision,
-    # recorded with who and when, and never overridden by the matcher.
-
-    @classmethod
-    def _link_fields(cls):
-        "Return the names of the fields that link a study to its records"
-        return {'party'}
-
-    @classmethod
-    def write(cls, *args):
-        manual = not Transaction().context.get('_radiology_matching')
-        link_fields = cls._link_fields()
-        touched = []
-        actions = iter(args)
-        for records, values in zip(actions, actions):
-            if manual and link_fields & set(values):
-                touched.extend(records)
-        super().write(*args)
-        if touched:
-            cls._record_manual_link(cls.browse(list({s.id for s in touched})))
-
-    @classmethod
-    def _manual_link_values(cls, study):
-        "Return the values to complete the links a person set on study"
-        return {}
-
-    def _is_linked(self):
-        return bool(self.party)
-
-    @classmethod
-    def _record_manual_link(cls, studies):
-        "Record who linked the studies by hand, and when"
-        pool = Pool()
-        User = pool.get('res.user')
-        LinkLog = pool.get('gnuhealth.radiology.study.link_log')
-        transaction = Transaction()
-        now = datetime.datetime.now()
-        user = User(transaction.user)
-        args, logs = [], []
-        with without_check_access(), \
-                transaction.set_context(_radiology_matching=True):
-            for study in studies:
-                values = cls._manual_link_values(study)
-                if values:
-                    cls.write([study], values)
-            studies = cls.browse([s.id for s in studies])
-            for study in studies:
-                linked = study._is_linked()
-                note = gettext(
-                    'health_radiology.msg_linked_by_hand' if linked
-                    else 'health_radiology.msg_unlinked_by_hand',
-                    user=user.rec_name)
-                args.extend(([study], {
-                            'link_state': 'linked' if linked else 'unmatched',
-                            'link_note': note,
-                            'linked_by': user.id,
-                            'linked_at': now,
-                            }))
-                logs.append({
-                        'study': study.id,
-                        'user': user.id,
-                        'date': now,
-                        'description': study._link_description(),
-                        })
-            cls.write(*args)
-            LinkLog.create(logs)
-            cls._clinical_linked(cls.browse([s.id for s in studies]))
-
-    def _link_description(self):
-        "Return a text describing what the study is linked to"
-        return self.party.rec_name if self.party else None
-
-    @classmethod
     def _link_clinical(cls, studies):
-        """Link the pushed studies to the clinical records they belong to
+        """Link the pushed studies to the people and orders they belong to
 
-        Studies linked by hand are left as they are. Matching is done for
-        the whole list at once, with a handful of queries.
+        Return the ids of the studies whose link was looked at.
         """
-        studies = [s for s in studies if not s.linked_by]
-        if not studies:
-            return
-        transaction = Transaction()
-        with without_check_access(), \
-                transaction.set_context(_radiology_matching=True):
-            matches = cls._match_clinical(studies)
-            to_write = defaultdict(list)
-            for study in studies:
-                diff = {}
-                for name, value in matches[study.id].items():
-                    current = getattr(study, name)
-                    current = getattr(current, 'id', current)
-                    if current != value:
-                        diff[name] = value
-                if diff:
-                    to_write[tuple(sorted(diff.items()))].append(study)
-            args = []
-            for diff, records in to_write.items():
-                args.extend((records, dict(diff)))
-            if args:
-                cls.write(*args)
-            studies = cls.browse([s.id for s in studies])
-            cls._clinical_linked(
-                [s for s in studies if s.link_state == 'linked'])
-
-    @classmethod
-    def _match_clinical(cls, studies):
-        """Return the link values of each study by id
-
-        Plain Tryton: the DICOM PatientID is the code or an identifier of a
-        party.
-        """
-        parties = cls._parties_by_patient_id(
-            {s.dicom_patient_id for s in studies if s.dicom_patient_id})
-        matches = {}
-        for study in studies:
-            candidates = parties.get(study.dicom_patient_id, [])
-            values = {'party': None}
-            if len(candidates) == 1:
-                party, = candidates
-                values.update(party=party.id, link_state='linked',
-                    link_note=gettext('health_radiology.msg_match_party',
-                        patient_id=study.dicom_patient_id,
-                        party=party.rec_name))
-            elif candidates:
-                values.update(link_state='conflict',
-                    link_note=gettext('health_radiology.msg_match_ambiguous',
-                        patient_id=study.dicom_patient_id,
-                        parties=', '.join(p.rec_name for p in candidates)))
-            else:
-                values.update(cls._unmatched_values(study))
-            matches[study.id] = values
-        return matches
-
-    @classmethod
-    def _unmatched_values(cls, study):
-        if study.dicom_patient_id:
-            note = gettext('health_radiology.msg_match_unknown_patient_id',
-                patient_id=study.dicom_patient_id)
-        else:
-            note = gettext('health_radiology.msg_match_no_patient_id')
-        return {'link_state': 'unmatched', 'link_note': note}
-
-    @classmethod
-    def _parties_by_patient_id(cls, patient_ids):
-        "Return the parties whose code or an identifier is each PatientID"
-        pool = Pool()
-        Party = pool.get('party.party')
-        found = defaultdict(list)
-        for sub_ids in grouped_slice(sorted(patient_ids)):
-            sub_ids = list(sub_ids)
-            for party in Party.search(['OR',
-                        ('code', 'in', sub_ids),
-                        ('identifiers.code', 'in', sub_ids),
-                        ], order=[('id', 'ASC')]):
-                codes = {party.code} | {i.code for i in party.identifiers}
-                for code in codes & patient_ids:
-                    found[code].append(party)
-        return found
-
-    @classmethod
-    def _clinical_linked(cls, studies):
-        "Move forward the clinical records of the studies just linked"
-
-    @classmethod
-    def match_pending(cls, domain):
-        """Match again the studies not linked by hand within domain
-
-        Called when a record that a study may belong to appears, and by the
-        "match again" wizard; safe to run on every unmatched study.
-        """
-        with without_check_access():
-            studies = cls.search(
-                [('linked_by', '=', None), domain], order=[('id', 'ASC')])
-            for sub_studies in grouped_slice(studies):
-                cls._link_clinical(list(sub_studies))
-        return studies
-
-
-class StudyLinkLog(ModelSQL, ModelView):
-    "Radiology Study Link History"
-    __name__ = 'gnuhealth.radiology.study.link_log'
-
-    study = fields.Many2One(
-        'gnuhealth.radiology.study', "Study", required=True, readonly=True,
-        ondelete='CASCADE', help="The study linked by hand.")
-    user = fields.Many2One(
-        'res.user', "User", readonly=True, ondelete='RESTRICT',
-        help="The person who linked the study.")
-    date = fields.DateTime(
-        "Date", readonly=True, help="When the study was linked.")
-    description = fields.Char(
-        "Linked To", readonly=True,
-        help="What the study was linked to; empty when it was unlinked.")
-
-    @classmethod
-    def __setup__(cls):
-        super().__setup__()
-        cls._order = [('date', 'DESC'), ('id', 'DESC')]
+        # The linking rules are in link.py and link_imaging.py.
+        return [s.id for s in studies]

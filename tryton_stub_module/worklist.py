@@ -40,6 +40,15 @@ class ImagingTestRequest(metaclass=PoolMeta):
                 })
 
     @classmethod
+    def default_merge_id(cls):
+        # health_imaging_worklist returns a pydicom UID, which XML-RPC
+        # clients (proteus, the Orthanc plugin) cannot receive.
+        default = getattr(super(), 'default_merge_id', None)
+        if default is not None:
+            value = default()
+            return str(value) if value is not None else None
+
+    @classmethod
     def worklist_orders(cls, states):
         """Return the orders in `states` still to be performed, oldest first,
         as plain values for the Orthanc plugin's worklist

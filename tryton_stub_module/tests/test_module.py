@@ -3,6 +3,7 @@
 import copy
 import datetime
 import glob
+import hashlib
 from unittest.mock import patch
 
 from trytond.exceptions import UserError
@@ -107,7 +108,7 @@ class HealthRadiologyTestCase(ModuleTestCase):
 
         result = Study.push_from_pacs(make_batch())
 
-        study = Study(result['studies']['1.2.3.4'])
+        study = Study(result['studies']['study-1'])
         self.assertEqual(self.counts(), (1, 1, 2, 5))
         self.assertEqual(study.server.label, 'orthanc')
         self.assertTrue(study.server.last_contact)
@@ -252,7 +253,7 @@ class HealthRadiologyTestCase(ModuleTestCase):
         result = Study.push_from_pacs({
                 'server': {'label': 'orthanc'},
                 'studies': [{
-                        'study_uid': '1.2.3', 'orthanc_id': None,
+                        'study_uid': '1.2.3', 'orthanc_id': 'study-3',
                         'accession': None, 'study_date': None,
                         'study_time': None, 'complete': False,
                         'series': [{
@@ -264,7 +265,7 @@ class HealthRadiologyTestCase(ModuleTestCase):
                         }],
                 })
 
-        study = Study(result['studies']['1.2.3'])
+        study = Study(result['studies']['study-3'])
         self.assertEqual(study.reception, 'receiving')
         self.assertEqual(study.study_date, None)
         self.assertEqual(study.rec_name, '1.2.3')
@@ -282,7 +283,7 @@ class HealthRadiologyTestCase(ModuleTestCase):
 
         result = Study.push_from_pacs(batch)
 
-        study = Study(result['studies']['1.2.3.4'])
+        study = Study(result['studies']['study-1'])
         self.assertEqual(study.dicom_patient_name, 'Ελένη^Çelik=李^小龍')
         self.assertEqual(study.description, 'Schädel')
         self.assertEqual(study.series[0].description, 'Série 1')
@@ -344,7 +345,7 @@ class HealthRadiologyTestCase(ModuleTestCase):
 
         result = Study.push_from_pacs(batch)
 
-        study = Study(result['studies']['1.2.3.4'])
+        study = Study(result['studies']['study-1'])
         self.assertEqual(
             study.ohif_url, 'https://viewer.example.com/?uid=1.2.3.4')
 
@@ -382,7 +383,7 @@ class HealthRadiologyTestCase(ModuleTestCase):
         with Transaction().set_user(user.id), \
                 Transaction().set_context(_check_access=True):
             result = Study.push_from_pacs(make_batch())
-            study = Study(result['studies']['1.2.3.4'])
+            study = Study(result['studies']['study-1'])
             with self.assertRaises(AccessError):
                 Study.delete([study])
 
@@ -398,7 +399,7 @@ class HealthRadiologyTestCase(ModuleTestCase):
 
         with Transaction().set_user(user.id), \
                 Transaction().set_context(_check_access=True):
-            study = Study(result['studies']['1.2.3.4'])
+            study = Study(result['studies']['study-1'])
             Study.write([study], {'party': party.id})
             with self.assertRaises(AccessError):
                 Study.write([study], {'accession': 'A2'})
@@ -413,19 +414,22 @@ class HealthRadiologyTestCase(ModuleTestCase):
         pool = Pool()
         Study = pool.get('gnuhealth.radiology.study')
         batch = make_batch()
-        batch['studies'][0].update(
-            study_uid=study_uid, orthanc_id='study-%d' % hash(study_uid),
-            **values)
-        for series in batch['studies'][0]['series']:
+        study = batch['studies'][0]
+        study.update(study_uid=study_uid, **values)
+        # Orthanc's study identity: the PatientID and the StudyInstanceUID.
+        suffix = '-' + hashlib.sha1(('%s|%s' % (
+                    study['dicom_patient_id'], study_uid)).encode()).hexdigest()[:16]
+        study['orthanc_id'] = 'study' + suffix
+        for series in study['series']:
             series['series_uid'] = series['series_uid'].replace(
                 '1.2.3.4', study_uid, 1)
-            series['orthanc_id'] += '-%d' % hash(study_uid)
+            series['orthanc_id'] += suffix
             for instance in series['instances']:
                 instance['sop_instance_uid'] = instance[
                     'sop_instance_uid'].replace('1.2.3.4', study_uid, 1)
-                instance['orthanc_id'] += '-%d' % hash(study_uid)
+                instance['orthanc_id'] += suffix
         result = Study.push_from_pacs(batch)
-        return Study(result['studies'][study_uid])
+        return Study(result['studies'][study['orthanc_id']])
 
     @with_transaction()
     def test_link_party_by_code(self):
@@ -642,8 +646,10 @@ class HealthRadiologyImagingTestCase(ModuleTestCase):
         self.assertEqual(request.radiology_studies, (study,))
 
         # A second push, or a second study of the request, reuses it all.
-        self.push_study(accession=request.request)
-        other = self.push_study('1.5', accession=request.request)
+        self.push_study(
+            accession=request.request, dicom_patient_id=patient.party.ref)
+        other = self.push_study('1.5',
+            accession=request.request, dicom_patient_id=patient.party.ref)
         self.assertEqual(Result.search([], count=True), 1)
         self.assertEqual(other.imaging_result, result)
 
@@ -702,8 +708,8 @@ class HealthRadiologyImagingTestCase(ModuleTestCase):
 
         result = Study.push_from_pacs(batch)
 
-        unknown = Study(result['studies']['1.2.3.4'])
-        known = Study(result['studies']['1.5'])
+        unknown = Study(result['studies']['study-1'])
+        known = Study(result['studies']['study-5'])
         self.assertEqual(
             (unknown.patient, unknown.link_state), (None, 'unmatched'))
         self.assertEqual(unknown.accession, 'A1')
@@ -746,7 +752,8 @@ class HealthRadiologyImagingTestCase(ModuleTestCase):
                     'doctor': request.doctor.id,
                     'date': datetime.datetime.now()}])
 
-        study = self.push_study(accession=request.request)
+        study = self.push_study(
+            accession=request.request, dicom_patient_id=patient.party.ref)
 
         self.assertEqual(study.imaging_request, request)
         self.assertEqual(study.imaging_result, result)
@@ -756,7 +763,7 @@ class HealthRadiologyImagingTestCase(ModuleTestCase):
     def test_link_late_request(self):
         "A study that arrives before its request links when it is created"
         patient = self.create_patient("Zoë")
-        study = self.push_study(accession='LATE-1', dicom_patient_id='NOBODY')
+        study = self.push_study(accession='LATE-1', dicom_patient_id=None)
         self.assertEqual(study.link_state, 'unmatched')
 
         request = self.create_request(patient, request='LATE-1')
@@ -831,7 +838,7 @@ class HealthRadiologyImagingTestCase(ModuleTestCase):
                 Study.write(Study.browse(list(result['studies'].values())),
                     {'patient': None})
 
-        study = Study(result['studies']['1.2.3.4'])
+        study = Study(result['studies']['study-1'])
         self.assertEqual(
             (study.patient, study.imaging_request), (patient, request))
         self.assertEqual(study.linked_by, None)

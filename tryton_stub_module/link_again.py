@@ -1,0 +1,111 @@
+# This file is part of orthanc-gnuhealth.  The COPYRIGHT file at the top level
+# of this repository contains the full copyright notices and license terms.
+"""Matching waiting studies again when what they may belong to appears
+
+A study that arrived before its party, patient, identifier or imaging
+order is linked as soon as that record is created. The rules themselves
+are in link.py and link_imaging.py.
+"""
+
+from trytond.pool import Pool, PoolMeta
+
+
+class Party(metaclass=PoolMeta):
+    __name__ = 'party.party'
+
+    @classmethod
+    def create(cls, vlist):
+        parties = super().create(vlist)
+        cls._match_radiology_studies(parties)
+        return parties
+
+    @classmethod
+    def _radiology_patient_ids(cls, parties):
+        "Return the codes that a DICOM PatientID may carry for parties"
+        codes = set()
+        for party in parties:
+            codes.add(party.code)
+            codes.update(i.code for i in party.identifiers)
+        codes.discard(None)
+        return codes
+
+    @classmethod
+    def _match_radiology_studies(cls, parties):
+        "Link the studies that arrived before their party"
+        pool = Pool()
+        Study = pool.get('gnuhealth.radiology.study')
+        codes = cls._radiology_patient_ids(parties)
+        if codes:
+            Study.match_pending(('dicom_patient_id', 'in', list(codes)))
+
+
+class PartyIdentifier(metaclass=PoolMeta):
+    __name__ = 'party.identifier'
+
+    @classmethod
+    def create(cls, vlist):
+        pool = Pool()
+        Party = pool.get('party.party')
+        identifiers = super().create(vlist)
+        Party._match_radiology_studies(
+            Party.browse(list({i.party.id for i in identifiers})))
+        return identifiers
+
+
+class PartyImaging(metaclass=PoolMeta):
+    "PUIDs and alternative IDs are PatientIDs too (with health_imaging)"
+    __name__ = 'party.party'
+
+    @classmethod
+    def _radiology_patient_ids(cls, parties):
+        codes = super()._radiology_patient_ids(parties)
+        for party in parties:
+            codes.add(party.ref)
+            codes.update(a.code for a in party.alternative_ids)
+        codes.discard(None)
+        return codes
+
+
+class AlternativePersonID(metaclass=PoolMeta):
+    __name__ = 'gnuhealth.person_alternative_identification'
+
+    @classmethod
+    def create(cls, vlist):
+        pool = Pool()
+        Party = pool.get('party.party')
+        identifiers = super().create(vlist)
+        Party._match_radiology_studies(Party.browse(
+                list({i.party.id for i in identifiers if i.party})))
+        return identifiers
+
+
+class Patient(metaclass=PoolMeta):
+    __name__ = 'gnuhealth.patient'
+
+    @classmethod
+    def create(cls, vlist):
+        pool = Pool()
+        Party = pool.get('party.party')
+        patients = super().create(vlist)
+        Party._match_radiology_studies([p.party for p in patients])
+        return patients
+
+
+class ImagingTestRequest(metaclass=PoolMeta):
+    __name__ = 'gnuhealth.imaging.test.request'
+
+    @classmethod
+    def create(cls, vlist):
+        pool = Pool()
+        Study = pool.get('gnuhealth.radiology.study')
+        requests = super().create(vlist)
+        codes = set()
+        for request in requests:
+            codes.update([request.request, request.request_line])
+        codes.discard(None)
+        domain = ['OR', ('accession', 'in', list(codes))]
+        if 'merge_id' in cls._fields:
+            domain.append(('study_uid', 'in', list(
+                        {r.merge_id for r in requests if r.merge_id})))
+        Study.match_pending(domain)
+        return requests

@@ -1,0 +1,370 @@
+# This file is part of orthanc-gnuhealth.  The COPYRIGHT file at the top level
+# of this repository contains the full copyright notices and license terms.
+"""Where a study is matched to a GNU Health patient and imaging order
+
+Registered only when health_imaging is activated: the rules of the
+accession number, the worklist's StudyInstanceUID and the PUID, the
+demographics check, on top of link.py's; and moving the linked orders
+forward.
+"""
+
+import datetime
+from collections import defaultdict
+
+from trytond.i18n import gettext
+from trytond.model import fields
+from trytond.pool import Pool, PoolMeta
+from trytond.pyson import Eval, If
+from trytond.tools import grouped_slice
+from trytond.transaction import without_check_access
+
+from .link import LINK_READONLY
+
+
+# GNU Health's genders that DICOM's PatientSex can contradict.
+_DICOM_SEX = {'m': 'M', 'f': 'F'}
+
+
+def _patient_name(patient):
+    party = patient.party
+    if party.ref:
+        return '%s (%s)' % (party.rec_name, party.ref)
+    return party.rec_name
+
+
+class Study(metaclass=PoolMeta):
+    __name__ = 'gnuhealth.radiology.study'
+
+    patient = fields.Many2One(
+        'gnuhealth.patient', "Patient", states={'readonly': LINK_READONLY},
+        help="The GNU Health patient the images belong to.")
+    imaging_request = fields.Many2One(
+        'gnuhealth.imaging.test.request', "Imaging Request",
+        domain=[If(Eval('patient'),
+                ('patient', '=', Eval('patient', -1)),
+                ())],
+        states={'readonly': LINK_READONLY},
+        help="The imaging test request (order) the study answers.")
+    imaging_result = fields.Many2One(
+        'gnuhealth.imaging.test.result', "Imaging Result", readonly=True,
+        help="The imaging test result of the request, where clinicians "
+        "find the study next to the report.")
+
+    @classmethod
+    def _link_fields(cls):
+        return super()._link_fields() | {'patient', 'imaging_request'}
+
+    def _is_linked(self):
+        return super()._is_linked() or bool(self.patient)
+
+    @classmethod
+    def _manual_link_values(cls, study):
+        values = super()._manual_link_values(study)
+        patient = study.patient
+        if study.imaging_request:
+            patient = study.imaging_request.patient
+        if patient != study.patient:
+            values['patient'] = patient.id if patient else None
+        if patient and study.party != patient.party:
+            values['party'] = patient.party.id
+        result = None
+        if study.imaging_request and study.imaging_result:
+            if study.imaging_result.request == study.imaging_request:
+                result = study.imaging_result
+        if result != study.imaging_result:
+            values['imaging_result'] = None
+        return values
+
+    @classmethod
+    def _party_name(cls, party):
+        return ' '.join(filter(None, [party.lastname, party.name]))
+
+    def _link_description(self):
+        parts = []
+        if self.patient:
+            parts.append(_patient_name(self.patient))
+        elif self.party:
+            parts.append(self.party.rec_name)
+        if self.imaging_request:
+            parts.append(self.imaging_request.request_line
+                or self.imaging_request.request or '')
+        return ' / '.join(parts) or None
+
+    @classmethod
+    def _match_clinical(cls, studies):
+        """Return the link values of each study by id
+
+        1. AccessionNumber equals a request's order code (or order line);
+        2. StudyInstanceUID equals a request's worklist merge_id;
+        3. PatientID equals a patient's PUID or one of the party's
+           identifiers.
+        Contradicting evidence is a conflict, never a guess. An accession
+        from another hospital's issuer is no order code here.
+        """
+        pool = Pool()
+        Request = pool.get('gnuhealth.imaging.test.request')
+        accessions = {s.accession for s in studies if s._local_accession()}
+        uids = {s.study_uid for s in studies}
+        has_merge_id = 'merge_id' in Request._fields
+        by_accession, by_uid = defaultdict(list), defaultdict(list)
+        for names, keys, found in [
+                (['request', 'request_line'], accessions, by_accession),
+                (['merge_id'] if has_merge_id else [], uids, by_uid),
+                ]:
+            for sub_keys in grouped_slice(sorted(keys)):
+                sub_keys = list(sub_keys)
+                if not names:
+                    continue
+                domain = ['OR'] + [(n, 'in', sub_keys) for n in names]
+                for request in Request.search(
+                        domain, order=[('id', 'ASC')]):
+                    for name in names:
+                        key = getattr(request, name)
+                        if key in keys and request not in found[key]:
+                            found[key].append(request)
+        patients = cls._patients_by_patient_id(
+            {s.dicom_patient_id for s in studies if s.dicom_patient_id})
+        return {s.id: s._match_imaging(
+                by_accession.get(s.accession, [])
+                if s._local_accession() else [],
+                by_uid.get(s.study_uid, []),
+                patients.get(s.dicom_patient_id, []))
+            for s in studies}
+
+    def _local_accession(self):
+        "Tell whether the accession may be an order code of this hospital"
+        return bool(self.accession) and self.server.is_local_accession(
+            self.accession_issuer)
+
+    def _match_imaging(self, by_accession, by_uid, patients):
+        """Return the link values from the candidates of each rule
+
+        by_accession and by_uid are the requests found by rules 1 and 2,
+        patients those whose PUID or identifier is the PatientID (rule 3).
+        """
+        values = {
+            'party': None, 'patient': None, 'imaging_request': None,
+            'imaging_result': None,
+            }
+        requests, problem = self._find_order(by_accession, by_uid)
+        if requests and not problem:
+            problem = self._check_patient(
+                requests[0].patient, patients, by_uid=bool(by_uid))
+        elif patients and not problem and len(patients) > 1:
+            problem = ('msg_match_ambiguous', {
+                    'patient_id': self.dicom_patient_id,
+                    'parties': ', '.join(_patient_name(p) for p in patients),
+                    })
+        elif patients and not problem:
+            problem = self._check_demographics(patients[0])
+        if problem:
+            message, kwargs = problem
+            values.update(link_state='conflict', link_note=gettext(
+                    'health_radiology.' + message, **kwargs))
+        elif requests:
+            values.update(self._order_link(requests))
+        elif patients:
+            patient, = patients
+            values.update(patient=patient.id, party=patient.party.id,
+                link_state='linked', link_note=gettext(
+                    'health_radiology.msg_match_patient',
+                    patient_id=self.dicom_patient_id,
+                    patient=_patient_name(patient))
+                + self._name_note(patient.party))
+        else:
+            values.update(self._unmatched_values(self))
+            if self.accession and not self._local_accession():
+                values['link_note'] = ' '.join([gettext(
+                            'health_radiology.msg_match_foreign_accession',
+                            accession=self.accession,
+                            issuer=self.accession_issuer),
+                        values['link_note']])
+            elif self.accession:
+                values['link_note'] = gettext(
+                    'health_radiology.msg_match_unknown_accession',
+                    accession=self.accession, reason=values['link_note'])
+        return values
+
+    def _find_order(self, by_accession, by_uid):
+        """Return the imaging requests the study answers, all of one patient
+
+        Or None and the message and values of the conflict found.
+        """
+        # An order line is exact; an order code is shared by its lines.
+        exact = [r for r in by_accession if r.request_line == self.accession]
+        requests = exact or by_accession
+        if requests and by_uid:
+            if not set(requests) & set(by_uid):
+                return None, ('msg_match_conflict_uid', {
+                        'accession': self.accession,
+                        'study_uid': self.study_uid,
+                        })
+            requests = [r for r in requests if r in by_uid]
+        elif by_uid:
+            requests = by_uid
+        if len(requests) > 1:
+            modalities = set((self.modalities or '').split())
+            same_type = [r for r in requests
+                if r.requested_test.test_type.code in modalities]
+            if len(same_type) == 1:
+                requests = same_type
+        request_patients = {r.patient for r in requests}
+        if len(request_patients) > 1:
+            return None, ('msg_match_conflict_requests', {
+                    'accession': self.accession,
+                    'patients': ', '.join(sorted(
+                            _patient_name(p) for p in request_patients)),
+                    })
+        return requests, None
+
+    def _check_patient(self, patient, patients, by_uid):
+        """Return the message and values of the conflict when the study may
+        not be of the order's patient, else None
+
+        patients are those whose PUID or identifier is the PatientID. A
+        PatientID that is another patient's contradicts the order; so does
+        one that is nobody's when only the accession found the order, as
+        accession numbers are unique only within their issuer. The
+        worklist's StudyInstanceUID (by_uid) is unique everywhere.
+        """
+        if patient not in patients and (
+                patients or (self.dicom_patient_id and not by_uid)):
+            values = {
+                'accession': self.accession or self.study_uid,
+                'request_patient': _patient_name(patient),
+                'patient_id': self.dicom_patient_id,
+                }
+            if not patients:
+                return ('msg_match_foreign_patient_id', values)
+            return ('msg_match_conflict_patient', {**values,
+                    'patients': ', '.join(
+                        _patient_name(p) for p in patients)})
+        return self._check_demographics(patient)
+
+    def _check_demographics(self, patient):
+        """Return the message and values of the conflict when the study's
+        birth date or sex is not the patient's, else None"""
+        party = patient.party
+        dicom, gnuhealth = [], []
+        dob = self.dicom_patient_birth_date
+        if dob and party.dob and dob != party.dob:
+            dicom.append(gettext('health_radiology.msg_match_birth_date',
+                    value=dob.isoformat()))
+            gnuhealth.append(gettext('health_radiology.msg_match_birth_date',
+                    value=party.dob.isoformat()))
+        # Only DICOM's M and F against GNU Health's m and f can disagree.
+        sex = _DICOM_SEX.get(party.gender)
+        if self.dicom_patient_sex in _DICOM_SEX.values() and sex and (
+                self.dicom_patient_sex != sex):
+            dicom.append(gettext('health_radiology.msg_match_sex',
+                    value=self.dicom_patient_sex))
+            gnuhealth.append(gettext('health_radiology.msg_match_sex',
+                    value=sex))
+        if dicom:
+            return ('msg_match_demographics', {
+                    'dicom': ', '.join(dicom),
+                    'patient': _patient_name(patient),
+                    'gnuhealth': ', '.join(gnuhealth),
+                    })
+
+    def _order_link(self, requests):
+        "Return the link values to the requests, all of one patient"
+        patient = requests[0].patient
+        values = {'patient': patient.id, 'party': patient.party.id}
+        if len(requests) > 1:
+            # The order is certain, not which of its lines.
+            values.update(link_state='conflict', link_note=gettext(
+                    'health_radiology.msg_match_several_requests',
+                    accession=self.accession,
+                    patient=_patient_name(patient),
+                    requests=', '.join(sorted(
+                            r.requested_test.rec_name for r in requests))))
+            return values
+        request, = requests
+        values.update(imaging_request=request.id, link_state='linked',
+            link_note=gettext('health_radiology.msg_match_request',
+                request=request.request_line or request.request,
+                patient=_patient_name(patient))
+            + self._name_note(patient.party))
+        if self.imaging_result and self.imaging_result.request == request:
+            values['imaging_result'] = self.imaging_result.id
+        return values
+
+    @classmethod
+    def _patients_by_patient_id(cls, patient_ids):
+        """Return the patients whose PUID or an identifier is each PatientID
+
+        Any length: a PatientID is never ignored for being short.
+        """
+        pool = Pool()
+        Patient = pool.get('gnuhealth.patient')
+        found = defaultdict(list)
+        for sub_ids in grouped_slice(sorted(patient_ids)):
+            sub_ids = list(sub_ids)
+            for patient in Patient.search(['OR',
+                        ('party.ref', 'in', sub_ids),
+                        ('party.alternative_ids.code', 'in', sub_ids),
+                        ('party.identifiers.code', 'in', sub_ids),
+                        ], order=[('id', 'ASC')]):
+                party = patient.party
+                codes = ({party.ref}
+                    | {a.code for a in party.alternative_ids}
+                    | {i.code for i in party.identifiers})
+                for code in codes & patient_ids:
+                    found[code].append(patient)
+        return found
+
+    @classmethod
+    def _clinical_linked(cls, studies):
+        """Move the linked requests forward and put the studies on results
+
+        As GNU Health's "Generate Results" does: the request becomes done
+        with an imaging test result, reused when it exists; with the
+        worklist, the request leaves the worklist.
+        """
+        pool = Pool()
+        Request = pool.get('gnuhealth.imaging.test.request')
+        Result = pool.get('gnuhealth.imaging.test.result')
+        super()._clinical_linked(studies)
+        studies = [s for s in studies if s.imaging_request]
+        if not studies:
+            return
+        with without_check_access():
+            requests = Request.browse(
+                sorted({s.imaging_request.id for s in studies}))
+            results = {}
+            for sub_requests in grouped_slice(requests):
+                for result in Result.search([
+                            ('request', 'in', [r.id for r in sub_requests]),
+                            ], order=[('id', 'ASC')]):
+                    results.setdefault(result.request.id, result)
+            missing = [r for r in requests if r.id not in results]
+            if missing:
+                now = datetime.datetime.now()
+                created = Result.create([{
+                            'patient': r.patient.id,
+                            'date': now,
+                            'request_date': r.date,
+                            'requested_test': r.requested_test.id,
+                            'request': r.id,
+                            'order': r.request,
+                            'doctor': r.doctor.id,
+                            } for r in missing])
+                results.update(zip((r.id for r in missing), created))
+            Request.requested([r for r in requests if r.state == 'draft'])
+            requests = Request.browse([r.id for r in requests])
+            Request.done([r for r in requests if r.state == 'requested'])
+            if 'worklist_status' in Request._fields:
+                todo = [r for r in requests if r.worklist_status != 'done']
+                if todo:
+                    Request.write(todo, {'worklist_status': 'done'})
+            to_write = defaultdict(list)
+            for study in studies:
+                result = results[study.imaging_request.id]
+                if study.imaging_result != result:
+                    to_write[result.id].append(study)
+            args = []
+            for result_id, records in to_write.items():
+                args.extend((records, {'imaging_result': result_id}))
+            if args:
+                cls.write(*args)

@@ -1,0 +1,54 @@
+# This file is part of orthanc-gnuhealth.  The COPYRIGHT file at the top level
+# of this repository contains the full copyright notices and license terms.
+"What studies, series and instances share: their Orthanc ID and PACS state"
+
+from trytond.model import Index, fields
+from trytond.pool import Pool
+from trytond.tools import grouped_slice
+
+PACS_STATES = [
+    ('available', "Available"),
+    ('deleted', "Deleted"),
+    ]
+
+
+class PacsResourceMixin:
+    "A resource of the PACS, kept when Orthanc deletes it"
+    __slots__ = ()
+    # The model of the resources it contains and their field pointing back,
+    # marked deleted with it; None for instances.
+    _pacs_children = None
+
+    orthanc_id = fields.Char(
+        "Orthanc ID", readonly=True,
+        help="The identifier of the study, series or instance in Orthanc.")
+    pacs_state = fields.Selection(
+        PACS_STATES, "PACS State", readonly=True,
+        help="Whether the images are still in the PACS. "
+        "Records deleted from the PACS are kept.")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_indexes.add(Index(t, (t.orthanc_id, Index.Equality())))
+
+    @classmethod
+    def default_pacs_state(cls):
+        return 'available'
+
+    @classmethod
+    def mark_pacs_deleted(cls, records):
+        "Mark the records and their content as deleted from the PACS"
+        cls.write(
+            [r for r in records if r.pacs_state != 'deleted'],
+            {'pacs_state': 'deleted'})
+        if not cls._pacs_children:
+            return
+        model, parent = cls._pacs_children
+        Child = Pool().get(model)
+        for sub_records in grouped_slice(records):
+            Child.mark_pacs_deleted(Child.search([
+                        (parent, 'in', [r.id for r in sub_records]),
+                        ('pacs_state', '!=', 'deleted'),
+                        ], order=[]))
