@@ -6,12 +6,13 @@ the only place a hospital administrator sees it is Orthanc's log.
 import string
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Tuple
 from urllib.parse import urlparse
 
-from .worklist import DEFAULT_MODALITIES, WorklistSettings
-
 SECTION = "GnuHealth"
+
+# GNU Health's imaging test type codes that are not DICOM modalities.
+DEFAULT_MODALITIES = MappingProxyType({"XR": "DX"})
 
 DEFAULT_VIEWER_TEMPLATES = MappingProxyType({
     "ohif": "{base}/ohif/viewer?StudyInstanceUIDs={study_uid}",
@@ -29,6 +30,23 @@ TEMPLATE_FIELDS = frozenset({"base", "study_uid", "study_id", "series_id"})
 # plugins: writing our cursor there would corrupt theirs.
 RESERVED_PROPERTIES = frozenset({1025, 5467, 5468, 5500})
 MIN_USER_PROPERTY = 1024
+
+
+@dataclass(frozen=True)
+class WorklistSettings:
+    enabled: bool = True
+    refresh_interval: float = 10.0
+    max_staleness: float = 60.0
+    # GNU Health test type code -> DICOM Modality (others are used as is).
+    modalities: Mapping[str, str] = field(
+        default_factory=lambda: DEFAULT_MODALITIES, hash=False)
+    # DICOM Modality -> ScheduledStationAETitle, unless the imaging test
+    # names its own (health_imaging_worklist's AETitle).
+    station_aets: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False)
+    # Calling AE titles allowed to query; empty: every one Orthanc accepts.
+    allowed_calling_aets: Tuple[str, ...] = ()
+    order_states: Tuple[str, ...] = ("requested",)
 
 
 class ConfigError(ValueError):
@@ -142,8 +160,13 @@ def _parse_cursor_property(key, value):
     if number in RESERVED_PROPERTIES:
         raise ConfigError(
             f'{SECTION}.{key} = {number} is already used by Orthanc or one of its '
-            f'plugins; choose another number >= {MIN_USER_PROPERTY} (default {9721 if key == "CursorProperty" else 9722})')
+            f'plugins; choose another number >= {MIN_USER_PROPERTY} (default '
+            f'{_PROPERTY_DEFAULTS[key]})')
     return number
+
+
+_PROPERTY_DEFAULTS = {"CursorProperty": Settings.cursor_property,
+                      "StateProperty": Settings.state_property}
 
 
 def _parse_templates(key, value):
@@ -285,7 +308,7 @@ def _check_properties(settings):
     if settings.state_property == settings.cursor_property:
         raise ConfigError(
             f'{SECTION}.StateProperty must differ from CursorProperty '
-            f'({settings.cursor_property}); default 9722')
+            f'({settings.cursor_property}); default {Settings.state_property}')
 
 
 def _check_delays(settings):

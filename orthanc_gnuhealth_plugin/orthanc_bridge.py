@@ -10,7 +10,7 @@ import threading
 import orthanc
 
 from . import config, explorer, viewers, worklist
-from .gnuhealth_client import GnuHealthClient
+from .gnuhealth_client import STUDY_MODEL, GnuHealthClient, StudyLookup
 from .sync import SyncWorker
 
 _RESOURCE_NAMES = {
@@ -24,9 +24,10 @@ _SYNC_WAIT_MARGIN = 5
 
 
 class OrthancAdapter:
-    """What sync.py needs from Orthanc, over the in-process REST API."""
+    """What sync.py needs from Orthanc, over the in-process REST API and two
+    global properties: the cursor, and the state (pending.py)."""
 
-    def __init__(self, cursor_property, state_property=None):
+    def __init__(self, cursor_property, state_property):
         self._cursor_property = cursor_property
         self._state_property = state_property
 
@@ -46,9 +47,6 @@ class OrthancAdapter:
         orthanc.SetGlobalProperty(self._cursor_property, str(cursor))
 
     def get_state(self):
-        """Pending deletions and failed studies (sync.py), as JSON."""
-        if self._state_property is None:
-            return {}
         value = orthanc.GetGlobalProperty(self._state_property, "")
         try:
             return json.loads(value) if value.strip() else {}
@@ -58,8 +56,7 @@ class OrthancAdapter:
             return {}
 
     def set_state(self, state):
-        if self._state_property is not None:
-            orthanc.SetGlobalProperty(self._state_property, json.dumps(state))
+        orthanc.SetGlobalProperty(self._state_property, json.dumps(state))
 
 
 def _log(level, line):
@@ -73,7 +70,7 @@ class Plugin:
         self.adapter = OrthancAdapter(settings.cursor_property, settings.state_property)
         self.worker = None
         self.thread = None
-        self.lookup = explorer.StudyLookup(settings)
+        self.lookup = StudyLookup(settings)
         # One client for the sync and the worklist: it keeps a session per thread.
         self.client = GnuHealthClient(settings, _log_info)
         self.worklist = None
@@ -151,7 +148,7 @@ class Plugin:
             error = exception
         failed = self.worker.status.to_json()["failed"] if self.worker else []
         _answer(output, explorer.describe(orthanc_id, study, failed, record, error,
-                                          self.settings))
+                                          self.settings, STUDY_MODEL))
 
     def rest_sync(self, output, uri, **request):
         if request["method"] != "POST":

@@ -3,7 +3,8 @@
 Plain Python with injected dependencies:
 - `orthanc`: get(path) -> parsed JSON or None on 404, get_cursor() -> int,
   set_cursor(int) (the cursor lives in an Orthanc global property, so it
-  survives restarts; each node of a cluster keeps its own);
+  survives restarts; each node of a cluster keeps its own), get_state() ->
+  dict, set_state(dict) (a second global property: pending.py);
 - `gnuhealth`: push(batch), raising GnuHealthUnavailable or StudyRejected;
 - `clock`: seconds since the epoch (time.time), for back-off and status.
 
@@ -13,9 +14,8 @@ page, so a crash or an outage replays the page (pushes are idempotent).
 
 Deletions are not in Orthanc's /changes log with SQLite (its rows go with
 the deleted resource), so the OnChange callback notes them
-(`note_deleted`); the worker writes them at once into a second global
-property (the "state", with the failed list: `orthanc.get_state()` /
-`set_state(dict)`) and clears them only once GNU Health took them. What a
+(`note_deleted`); the worker writes them at once into the state property
+(pending.py) and clears them only once GNU Health took them. What a
 crash or another cluster node still misses, reconciliation finds: GNU
 Health's available studies of this server label are compared, page by
 page, with Orthanc's (at start, after a change-log reset and after each
@@ -26,65 +26,22 @@ from mapping.map_study], "deleted": [{"level", "orthanc_id"}]}. Deletions
 are sent only for resources Orthanc still does not have when they are
 sent (a study deleted then received again stays available).
 """
-import dataclasses
-import datetime
-import json
 import queue
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 
 from . import changes, mapping, viewers
 from .errors import GnuHealthUnavailable, NotSupported, StudyRejected
+from .pending import Pending, back_off_delay, iso
 from .status import Status
-
-
-def back_off_delay(settings, failures):
-    """Capped exponential back-off: min, 2*min, 4*min ... max."""
-    if failures <= 0:
-        return 0.0
-    return min(settings.retry_max_delay, settings.retry_min_delay * 2 ** min(failures - 1, 60))
 
 
 # Deletions per RPC call; GNU Health marks them in slices.
 DELETIONS_PER_PUSH = 500
 # Studies of GNU Health checked against Orthanc per reconciliation step.
 RECONCILE_PAGE = 200
-# A failure reason kept in the state property is cut to this size.
-MAX_REASON = 2000
 _PATHS = {"study": "studies", "series": "series", "instance": "instances"}
-
-
-def _iso(timestamp):
-    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(
-        timespec="seconds")
-
-
-@dataclass
-class FailedStudy:
-    orthanc_id: str
-    study_uid: str
-    reason: str
-    first_attempt: float
-    last_attempt: float
-    retries: int
-    next_retry: float
-
-    @classmethod
-    def from_state(cls, values):
-        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
-
-    def to_json(self):
-        return {
-            "study_uid": self.study_uid,
-            "orthanc_id": self.orthanc_id,
-            "reason": self.reason,
-            "retries": self.retries,
-            "since": _iso(self.first_attempt),
-            "last_attempt": _iso(self.last_attempt),
-            "next_retry": _iso(self.next_retry),
-        }
 
 
 class _Request:
@@ -111,11 +68,8 @@ class SyncWorker:
         self._urgent = threading.Event()  # a user asked for something, or stop
         self._stopping = threading.Event()
         self._requests = queue.Queue()
-        self._noted = []  # deletions seen by the callback, not yet persisted
-        self._deleted = []  # persisted deletions GNU Health has not taken yet
+        self._pending = Pending(settings, orthanc, self.status, log, clock)
         self._cursor = None
-        self._failed = {}
-        self._saved_state = None  # the JSON last written to the state property
         self._reconcile = None  # {"after", "checked", "gone"} while running
         self._reconcile_supported = settings.reconcile
         self._failures = 0  # consecutive cycles that could not reach GNU Health
@@ -131,8 +85,7 @@ class SyncWorker:
         """`resource_type`: "Study", "Series" or "Instance" (others ignored)."""
         gone = changes.deletion(resource_type, orthanc_id)
         if gone:
-            with self._lock:
-                self._noted.append(gone)
+            self._pending.note_deleted(gone)
             self._wake.set()
 
     def stop(self):
@@ -215,11 +168,11 @@ class SyncWorker:
         """One step; True when more work is waiting (call again at once)."""
         if self._cursor is None:
             self._viewers = viewers.installed_viewers(self._orthanc.get("/plugins"))
-            self._load_state()
+            self._pending.load()
             self._cursor = self._orthanc.get_cursor()
             self.status.update(cursor=self._cursor)
             self._start_reconcile("start")
-        self._persist_noted()
+        self._pending.persist_noted()
         self._serve_requests()
         now = self._clock()
         if now < self._next_attempt:
@@ -260,62 +213,13 @@ class SyncWorker:
         page = self._read_changes()
         work = changes.interpret(page.get("Changes", []), self._parent_study)
         self._push_studies(work.dirty_studies, work.receiving)
-        known = {(d["level"], d["orthanc_id"]) for d in self._deleted}
-        deleted = self._deleted + [d for d in work.deleted
-                                   if (d["level"], d["orthanc_id"]) not in known]
+        deleted = self._pending.add_deleted(work.deleted)
         if deleted:
             # Persisted until sent: an outage here keeps them for the next try.
             self._push_deletions(deleted)
-            self._deleted = []
-            self._save_state()
+            self._pending.deletions_sent()
         self._set_cursor(page["Last"])
         return not page.get("Done", True)
-
-    # ---- the persisted state: pending deletions and failed studies ----
-
-    def _load_state(self):
-        get_state = getattr(self._orthanc, "get_state", None)
-        state = (get_state() if get_state else None) or {}
-        self._deleted = [d for d in state.get("deleted", [])
-                         if isinstance(d, dict) and d.get("level") in _PATHS]
-        for values in state.get("failed", []):
-            try:
-                failed = FailedStudy.from_state(values)
-            except (KeyError, TypeError):
-                continue
-            # Retry soon after a restart: the cause may have been fixed.
-            failed.next_retry = min(failed.next_retry, self._clock())
-            self._failed[failed.orthanc_id] = failed
-        self._saved_state = self._state_json()
-        self._publish_failed()
-        if self._deleted or self._failed:
-            self._log("info", f"GNU Health: resuming with {len(self._deleted)} deletion(s) "
-                              f"to send and {len(self._failed)} failed study(ies)")
-
-    def _state_json(self):
-        return json.dumps({"deleted": self._deleted,
-                           "failed": [dataclasses.asdict(f) for f in self._failed.values()]},
-                          sort_keys=True)
-
-    def _save_state(self):
-        text = self._state_json()
-        if text != self._saved_state:
-            set_state = getattr(self._orthanc, "set_state", None)
-            if set_state:
-                        set_state(json.loads(text))
-            self._saved_state = text
-        self.status.update(pending_deletions=len(self._deleted))
-
-    def _persist_noted(self):
-        with self._lock:
-            noted, self._noted = self._noted, []
-        if noted:
-            known = {(d["level"], d["orthanc_id"]) for d in self._deleted}
-            for gone in noted:
-                if (gone["level"], gone["orthanc_id"]) not in known:
-                    known.add((gone["level"], gone["orthanc_id"]))
-                    self._deleted.append(gone)
-            self._save_state()
 
     def _read_changes(self):
         page = self._changes_page()
@@ -406,7 +310,7 @@ class SyncWorker:
             self._push(records, [])
         except StudyRejected as error:
             if len(records) == 1:
-                self._record_failure(records[0], str(error))
+                self._pending.record_failure(records[0], str(error))
                 return
             self._log("warning", f"GNU Health rejected a batch of {len(records)} studies "
                                  f"({error}); pushing them one by one")
@@ -414,7 +318,7 @@ class SyncWorker:
                 self._push_isolating([record])
         else:
             for record in records:
-                self._succeeded(record)
+                self._pending.succeeded(record)
 
     def _push(self, records, deleted):
         batch = {"server": self._server(), "studies": records, "deleted": deleted}
@@ -424,7 +328,7 @@ class SyncWorker:
             self.status.update(gnuhealth_reachable=True)  # it answered
             raise
         self.status.update(gnuhealth_reachable=True, last_push={
-            "at": _iso(self._clock()), "studies": len(records), "deleted": len(deleted)})
+            "at": iso(self._clock()), "studies": len(records), "deleted": len(deleted)})
 
     def _server(self):
         settings = self._settings
@@ -435,48 +339,13 @@ class SyncWorker:
             "templates": dict(settings.viewer_templates),
         }
 
-    # ---- failed studies ----
-
-    def _succeeded(self, record):
-        if self._failed.pop(record["orthanc_id"], None):
-            self._log("info", f"GNU Health accepted study {record['study_uid']} "
-                              f"after earlier failures")
-            self._publish_failed()
-            self._save_state()
-
-    def _record_failure(self, record, reason):
-        now = self._clock()
-        failed = self._failed.get(record["orthanc_id"])
-        if failed is None:
-            reason = reason[:MAX_REASON]
-            failed = FailedStudy(record["orthanc_id"], record["study_uid"], reason,
-                                 first_attempt=now, last_attempt=now, retries=0,
-                                 next_retry=now)
-            self._failed[record["orthanc_id"]] = failed
-        else:
-            failed.retries += 1
-            failed.reason, failed.last_attempt = reason[:MAX_REASON], now
-        failed.next_retry = now + back_off_delay(self._settings, failed.retries + 1)
-        self._publish_failed()
-        self._save_state()
-        self._log("error", f"GNU Health rejected study {record['study_uid']} (Orthanc "
-                           f"{record['orthanc_id']}): {reason}; kept in the failed list, "
-                           f"retried at {_iso(failed.next_retry)} or with POST "
-                           f"/gnuhealth/studies/{record['orthanc_id']}/sync")
-
-    def _publish_failed(self):
-        self.status.set_failed([f.to_json() for f in self._failed.values()])
-
     def _retry_failed(self):
-        now = self._clock()
-        for orthanc_id in [i for i, f in self._failed.items() if f.next_retry <= now]:
+        for orthanc_id in self._pending.due():
             record = self._fetch_study(orthanc_id)
             if record is None:
-                self._failed.pop(orthanc_id, None)
-                self._publish_failed()
-                self._save_state()
-                continue
-            self._push_isolating([record])
+                self._pending.forget(orthanc_id)
+            else:
+                self._push_isolating([record])
 
     # ---- on demand ----
 
@@ -508,12 +377,12 @@ class SyncWorker:
         try:
             self._push([record], [])
         except StudyRejected as error:
-            self._record_failure(record, str(error))
+            self._pending.record_failure(record, str(error))
             return {**answer, "result": "rejected", "reason": str(error)}
         except GnuHealthUnavailable as error:
             self.status.update(gnuhealth_reachable=False, last_error=str(error))
             return {**answer, "result": "unavailable", "reason": str(error)}
-        self._succeeded(record)
+        self._pending.succeeded(record)
         return {**answer, "result": "pushed"}
 
     # ---- whole-archive resync ----
@@ -569,7 +438,7 @@ class SyncWorker:
         try:
             ids = self._gnuhealth.available_studies(
                 self._settings.server_label, state["after"], RECONCILE_PAGE)
-        except (NotSupported, AttributeError) as error:
+        except NotSupported as error:
             self._reconcile_supported = False
             with self._lock:
                 self._reconcile = None

@@ -1,6 +1,7 @@
 """The proteus client against a small XML-RPC server that answers like
 trytond 7.0 (session login, 401 on a bad session, Faults for errors)."""
 import base64
+import contextlib
 import socket
 import threading
 import xmlrpc.client
@@ -10,7 +11,7 @@ import pytest
 
 from orthanc_gnuhealth_plugin.errors import NotSupported
 from orthanc_gnuhealth_plugin.gnuhealth_client import (
-    GnuHealthClient, GnuHealthUnavailable, StudyRejected, classify)
+    GnuHealthClient, GnuHealthUnavailable, StudyLookup, StudyRejected, classify)
 
 from fakes import settings
 
@@ -196,3 +197,57 @@ def test_classify():
     missing = classify(xmlrpc.client.Fault(255, "'gnuhealth.radiology.study'"), s)
     assert isinstance(missing, GnuHealthUnavailable)
     assert "activate the module health_radiology" in str(missing)
+
+
+# ---- the study look-up of Orthanc Explorer's panel ----
+
+STUDY_ID = "8a8cf898-ca27c490-d0c7058c-929d0581-2bbf104d"
+LOOKUP_SETTINGS = settings(tryton_url="http://his:8000/", tryton_database="health")
+RECORD = {"id": 7, "reception": "complete", "pacs_state": "available",
+          "link_state": "linked", "link_note": "by PUID", "last_sync": None,
+          "party.": {"id": 3, "rec_name": "García, Ana"},
+          "patient.": {"id": 4, "rec_name": "García, Ana"}}
+
+
+class FakeServer:
+    def __init__(self, answers):
+        self.answers, self.calls = list(answers), []
+
+    def __getattr__(self, name):
+        def call(*args):
+            self.calls.append((name, args))
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        return call
+
+
+def lookup_with(server):
+    class Config:
+        context = {}
+    Config.server = server
+
+    @contextlib.contextmanager
+    def login(url, **kwargs):
+        yield Config
+    return StudyLookup(LOOKUP_SETTINGS, login=login)
+
+
+def test_lookup_asks_for_less_when_fields_are_not_readable():
+    server = FakeServer([xmlrpc.client.Fault(1, 'You are not allowed to access "Request"'),
+                         [RECORD], [RECORD]])
+    lookup = lookup_with(server)
+    assert lookup.find(STUDY_ID) == RECORD
+    assert lookup.find(STUDY_ID) == RECORD
+    fields = [args[4] for _, args in server.calls]
+    assert "imaging_request.rec_name" in fields[0]
+    assert "imaging_request.rec_name" not in fields[1] and fields[1] == fields[2]
+    assert server.calls[0][1][0] == [("server.label", "=", "orthanc"),
+                                     ("orthanc_id", "=", STUDY_ID)]
+
+
+def test_lookup_reports_unreachable():
+    lookup = lookup_with(FakeServer([ConnectionRefusedError("refused")]))
+    with pytest.raises(GnuHealthUnavailable):
+        lookup.find(STUDY_ID)

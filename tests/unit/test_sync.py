@@ -2,7 +2,8 @@ import threading
 
 import pytest
 
-from orthanc_gnuhealth_plugin.sync import SyncWorker, back_off_delay
+from orthanc_gnuhealth_plugin.pending import back_off_delay
+from orthanc_gnuhealth_plugin.sync import SyncWorker
 
 from fakes import FakeClock, FakeGnuHealth, FakeOrthanc, settings
 
