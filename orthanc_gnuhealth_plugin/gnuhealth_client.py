@@ -170,6 +170,17 @@ class GnuHealthClient:
             raise NotSupported(str(error)) from None
         return [row["orthanc_id"] for row in rows]
 
+    def audit_summary(self, label, orthanc_ids):
+        """GNU Health's side of a page of the audit: {orthanc_id: {"series",
+        "instances", "last_update", "reception", "pacs_state"}} for the
+        studies of server `label` it has. Raises NotSupported when GNU
+        Health has no such RPC (health_radiology older than the plugin)."""
+        try:
+            return self._with_session(f"model.{STUDY_MODEL}.audit_summary",
+                                      label, list(orthanc_ids))
+        except StudyRejected as error:
+            raise NotSupported(str(error)) from None
+
     def open_imaging_orders(self, states):
         """GNU Health's imaging orders in `states` still to be performed
         (see tryton_stub_module/worklist.py), for the modality worklist.

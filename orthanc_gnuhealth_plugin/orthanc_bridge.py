@@ -19,8 +19,11 @@ _RESOURCE_NAMES = {
     orthanc.ResourceType.INSTANCE: "Instance",
 }
 _STUDY_ID = r"([0-9a-f]{8}(?:-[0-9a-f]{8}){4})"
-# How long POST .../sync waits for the worker before answering "queued".
-_SYNC_WAIT_MARGIN = 5
+# How long POST .../sync waits for the worker before answering "queued":
+# well under the time-out of common HTTP clients (30 s), whatever RpcTimeout.
+_SYNC_WAIT = 10
+# How long Orthanc's shutdown waits for a thread beyond its current RPC.
+_STOP_MARGIN = 5
 
 
 class OrthancAdapter:
@@ -57,6 +60,12 @@ class OrthancAdapter:
 
     def set_state(self, state):
         orthanc.SetGlobalProperty(self._state_property, json.dumps(state))
+
+    def stable_age(self):
+        """Orthanc's StableAge (seconds without a new instance before a study
+        is stable; Orthanc's default 60)."""
+        value = json.loads(orthanc.GetConfiguration()).get("StableAge", 60)
+        return value if isinstance(value, (int, float)) and value > 0 else 60
 
 
 def _log(level, line):
@@ -103,10 +112,10 @@ class Plugin:
     def stop(self):
         # Each thread finishes its current RPC (bounded by RpcTimeout).
         if self.worklist is not None:
-            self.worklist.stop(self.settings.rpc_timeout + _SYNC_WAIT_MARGIN)
+            self.worklist.stop(self.settings.rpc_timeout + _STOP_MARGIN)
         if self.worker is not None:
             self.worker.stop()
-            self.thread.join(self.settings.rpc_timeout + _SYNC_WAIT_MARGIN)
+            self.thread.join(self.settings.rpc_timeout + _STOP_MARGIN)
 
     def on_worklist(self, answers, query, issuer_aet, called_aet):
         """A modality's C-FIND worklist query: Orthanc's own matcher has the
@@ -155,8 +164,7 @@ class Plugin:
             return output.SendMethodNotAllowed("POST")
         if self.worker is None:
             return output.SendHttpStatusCode(503)
-        result = self.worker.request_sync(request["groups"][0],
-                                          self.settings.rpc_timeout + _SYNC_WAIT_MARGIN)
+        result = self.worker.request_sync(request["groups"][0], _SYNC_WAIT)
         if result["result"] == "not-found":
             return output.SendHttpStatusCode(404)
         _answer(output, result)

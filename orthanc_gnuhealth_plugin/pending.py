@@ -1,10 +1,15 @@
 """What the sync worker owes GNU Health and must not forget in a crash.
 
-Besides the cursor, two things survive a restart, as one JSON document in
-a global property (the "state": `orthanc.get_state()` / `set_state(dict)`):
+Besides the cursor, three things survive a restart, as one JSON document
+in a global property (the "state": `orthanc.get_state()` / `set_state(dict)`):
 - deletions Orthanc made that GNU Health has not taken yet (the OnChange
   callback notes them; with SQLite they are not in the /changes log);
-- studies GNU Health refused, with their reason and their own back-off.
+- studies GNU Health refused, with their reason and their own back-off;
+- studies still receiving: pushed as not complete, with Orthanc's LastUpdate
+  of the study and the worker's time when it first saw that value. Orthanc
+  keeps its stability timers in memory, so a study still arriving when
+  Orthanc dies never gets its StableStudy change: this list is what makes
+  it complete once it had no new instance for StableAge seconds.
 
 The document is written only when it changed, and always before the
 cursor moves past what it protects.
@@ -72,6 +77,9 @@ class Pending:
         self._noted = []  # deletions seen by the callback, not yet persisted
         self.deleted = []  # persisted deletions GNU Health has not taken yet
         self.failed = {}  # Orthanc study id -> FailedStudy
+        # Orthanc study id -> {"last_update": Orthanc's LastUpdate, "seen": the
+        # worker's clock when it first saw that LastUpdate}
+        self.receiving = {}
         self._saved = None  # the JSON last written to the state property
 
     # ---- the state property ----
@@ -88,22 +96,29 @@ class Pending:
             # Retry soon after a restart: the cause may have been fixed.
             failed.next_retry = min(failed.next_retry, self._clock())
             self.failed[failed.orthanc_id] = failed
+        self.receiving = {i: {"last_update": w.get("last_update"), "seen": float(w["seen"])}
+                          for i, w in (state.get("receiving") or {}).items()
+                          if isinstance(w, dict) and isinstance(w.get("seen"), (int, float))}
         self._saved = self._json()
         self._publish_failed()
-        if self.deleted or self.failed:
+        self._status.update(receiving=len(self.receiving))
+        if self.deleted or self.failed or self.receiving:
             self._log("info", f"GNU Health: resuming with {len(self.deleted)} deletion(s) "
-                              f"to send and {len(self.failed)} failed study(ies)")
+                              f"to send, {len(self.failed)} failed study(ies) and "
+                              f"{len(self.receiving)} study(ies) still receiving")
 
     def save(self):
         text = self._json()
         if text != self._saved:
             self._orthanc.set_state(json.loads(text))
             self._saved = text
-        self._status.update(pending_deletions=len(self.deleted))
+        self._status.update(pending_deletions=len(self.deleted),
+                            receiving=len(self.receiving))
 
     def _json(self):
         return json.dumps({"deleted": self.deleted,
-                           "failed": [dataclasses.asdict(f) for f in self.failed.values()]},
+                           "failed": [dataclasses.asdict(f) for f in self.failed.values()],
+                           "receiving": self.receiving},
                           sort_keys=True)
 
     # ---- deletions ----
@@ -174,3 +189,24 @@ class Pending:
 
     def _publish_failed(self):
         self._status.set_failed([f.to_json() for f in self.failed.values()])
+
+    # ---- studies still receiving ----
+
+    def watch(self, orthanc_id, last_update):
+        """The study is still arriving; its quiet time restarts whenever its
+        LastUpdate changes. Saved with the next `save()`."""
+        watched = self.receiving.get(orthanc_id)
+        if watched is None or watched["last_update"] != last_update:
+            self.receiving[orthanc_id] = {"last_update": last_update, "seen": self._clock()}
+
+    def unwatch(self, orthanc_id):
+        self.receiving.pop(orthanc_id, None)
+
+    def quiet(self, stable_age):
+        """Watched studies with no new LastUpdate seen for `stable_age` s."""
+        now = self._clock()
+        return [i for i, w in self.receiving.items() if now - w["seen"] >= stable_age]
+
+    def next_quiet(self, stable_age):
+        """When the next watched study may be quiet (None: none watched)."""
+        return min((w["seen"] + stable_age for w in self.receiving.values()), default=None)

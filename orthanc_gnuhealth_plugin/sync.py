@@ -4,22 +4,33 @@ Plain Python with injected dependencies:
 - `orthanc`: get(path) -> parsed JSON or None on 404, get_cursor() -> int,
   set_cursor(int) (the cursor lives in an Orthanc global property, so it
   survives restarts; each node of a cluster keeps its own), get_state() ->
-  dict, set_state(dict) (a second global property: pending.py);
-- `gnuhealth`: push(batch), raising GnuHealthUnavailable or StudyRejected;
+  dict, set_state(dict) (a second global property: pending.py),
+  stable_age() -> Orthanc's StableAge in seconds;
+- `gnuhealth`: push(batch), raising GnuHealthUnavailable or StudyRejected,
+  and the lists of audit.py;
 - `clock`: seconds since the epoch (time.time), for back-off and status.
 
 What to push comes from Orthanc's /changes log, read from the persisted
 cursor. The cursor only moves after GNU Health accepted every study of the
 page, so a crash or an outage replays the page (pushes are idempotent).
+When the change numbers jump, the cursor waits up to ChangeGapWait seconds
+at the gap for the missing numbers (a PostgreSQL cluster can commit N+1
+before N), then moves on (with SQLite a deleted resource's changes go with
+it, so some gaps are for good).
+
+A study is pushed as still receiving until its StableStudy change; the
+worker also keeps such studies in the state property, with their
+LastUpdate, and pushes one as complete once its LastUpdate did not change
+for StableAge seconds of the worker's clock. So a study that was arriving
+when Orthanc died (Orthanc's stability timers are in memory: no
+StableStudy will come) is complete soon after the restart.
 
 Deletions are not in Orthanc's /changes log with SQLite (its rows go with
 the deleted resource), so the OnChange callback notes them
 (`note_deleted`); the worker writes them at once into the state property
-(pending.py) and clears them only once GNU Health took them. What a
-crash or another cluster node still misses, reconciliation finds: GNU
-Health's available studies of this server label are compared, page by
-page, with Orthanc's (at start, after a change-log reset and after each
-resync); those Orthanc no longer has are marked deleted.
+(pending.py) and clears them only once GNU Health took them. Whatever a
+crash, another cluster node or a hand edit still leaves wrong, the
+continuous audit (audit.py) finds and repairs.
 
 A batch sent to GNU Health is {"server": {...}, "studies": [study records
 from mapping.map_study], "deleted": [{"level", "orthanc_id"}]}. Deletions
@@ -32,15 +43,14 @@ import time
 import traceback
 
 from . import changes, mapping, viewers
-from .errors import GnuHealthUnavailable, NotSupported, StudyRejected
+from .audit import Audit
+from .errors import GnuHealthUnavailable, StudyRejected
 from .pending import Pending, back_off_delay, iso
 from .status import Status
 
 
 # Deletions per RPC call; GNU Health marks them in slices.
 DELETIONS_PER_PUSH = 500
-# Studies of GNU Health checked against Orthanc per reconciliation step.
-RECONCILE_PAGE = 200
 _PATHS = {"study": "studies", "series": "series", "instance": "instances"}
 
 
@@ -69,9 +79,10 @@ class SyncWorker:
         self._stopping = threading.Event()
         self._requests = queue.Queue()
         self._pending = Pending(settings, orthanc, self.status, log, clock)
+        self._audit = Audit(settings, orthanc, gnuhealth, self.status, log, clock, self)
         self._cursor = None
-        self._reconcile = None  # {"after", "checked", "gone"} while running
-        self._reconcile_supported = settings.reconcile
+        self._stable_age = None  # Orthanc's StableAge, read at the first run
+        self._gap = None  # (first missing change number, clock when first seen)
         self._failures = 0  # consecutive cycles that could not reach GNU Health
         self._next_attempt = 0.0
         self._resync = None  # {"since", "done", "total"} while running
@@ -162,16 +173,25 @@ class SyncWorker:
             # only a user's request (or stop) does.
             self._urgent.wait(min(self._next_attempt - now, self._settings.poll_interval))
         else:
-            self._wake.wait(self._settings.poll_interval)
+            self._wake.wait(max(0.0, min(self._next_deadline() - now,
+                                         self._settings.poll_interval)))
+
+    def _next_deadline(self):
+        """When a timer of the worker fires: a quiet receiving study, the
+        next audit page, the end of the wait at a gap."""
+        times = [self._pending.next_quiet(self._stable_age or 0), self._audit.next_time(),
+                 self._gap and self._gap[1] + self._settings.change_gap_wait]
+        return min([t for t in times if t is not None], default=float("inf"))
 
     def run_once(self):
         """One step; True when more work is waiting (call again at once)."""
         if self._cursor is None:
             self._viewers = viewers.installed_viewers(self._orthanc.get("/plugins"))
+            self._stable_age = self._orthanc.stable_age()
             self._pending.load()
             self._cursor = self._orthanc.get_cursor()
             self.status.update(cursor=self._cursor)
-            self._start_reconcile("start")
+            self._audit.restart("start")
         self._pending.persist_noted()
         self._serve_requests()
         now = self._clock()
@@ -180,9 +200,11 @@ class SyncWorker:
             return False
         try:
             more = self._push_changes()
+            self._complete_quiet_studies()  # first: it may clear a failed study
             self._retry_failed()
             more = self._resync_step() or more
-            more = self._reconcile_step() or more
+            if not more and self._audit.due():
+                self._audit.step()  # only with the change log drained
         except GnuHealthUnavailable as error:
             self._back_off(error)
             return False
@@ -211,15 +233,40 @@ class SyncWorker:
 
     def _push_changes(self):
         page = self._read_changes()
-        work = changes.interpret(page.get("Changes", []), self._parent_study)
+        entries, last, more = self._until_gap(page.get("Changes", []), page["Last"])
+        work = changes.interpret(entries, self._parent_study)
         self._push_studies(work.dirty_studies, work.receiving)
         deleted = self._pending.add_deleted(work.deleted)
         if deleted:
             # Persisted until sent: an outage here keeps them for the next try.
             self._push_deletions(deleted)
             self._pending.deletions_sent()
-        self._set_cursor(page["Last"])
-        return not page.get("Done", True)
+        self._pending.save()  # the studies still receiving, before the cursor moves
+        self._set_cursor(last)
+        return more if more is not None else not page.get("Done", True)
+
+    def _until_gap(self, entries, last):
+        """(entries to handle now, cursor after them, more) for a page:
+        the entries before a gap in the change numbers while the gap is
+        younger than ChangeGapWait (more False: wait); past that, up to the
+        first entry after the gap (more True: read on); without a gap, the
+        page (more None: as the page says)."""
+        gap = changes.first_gap(self._cursor, entries)
+        wait = self._settings.change_gap_wait
+        if gap is None or wait <= 0:
+            self._gap = None
+            return entries, last, None
+        missing = entries[gap - 1]["Seq"] + 1 if gap else self._cursor + 1
+        now = self._clock()
+        if self._gap is None or self._gap[0] != missing:
+            self._gap = (missing, now)
+        if now - self._gap[1] < wait:
+            return entries[:gap], missing - 1, False
+        self._gap = None
+        self._log("info", f"GNU Health: change(s) {missing} to {entries[gap]['Seq'] - 1} "
+                          f"did not appear in Orthanc's log within {wait:g} s; moving on "
+                          f"(a resource deleted, or a transaction rolled back)")
+        return entries[:gap + 1], entries[gap]["Seq"], True
 
     def _read_changes(self):
         page = self._changes_page()
@@ -231,7 +278,7 @@ class SyncWorker:
                                  f"{self._cursor} > last change {page['Last']}); "
                                  f"re-scanning it from the start")
             self._set_cursor(0)
-            self._start_reconcile("change log reset")
+            self._audit.restart("change log reset")
             page = self._changes_page()
         last = page["Last"]
         if not page.get("Done", True):
@@ -258,10 +305,13 @@ class SyncWorker:
 
     # ---- pushing ----
 
-    def _fetch_study(self, orthanc_id, receiving=False):
+    def _fetch_study(self, orthanc_id, complete=None):
         """The study record, or None when the study left Orthanc meanwhile.
-        `receiving`: the change log says the study is still arriving, which
-        this node's IsStable misses when another node of a cluster receives it."""
+
+        `complete`: True/False forces it; None: complete when Orthanc says
+        the study is stable and the worker does not watch it as receiving
+        (this node's IsStable misses a study another node of a cluster
+        receives, and every IsStable is true after a restart)."""
         study = self._orthanc.get(f"/studies/{orthanc_id}")
         if study is None:
             return None
@@ -270,18 +320,48 @@ class SyncWorker:
         if series is None or instances is None:
             return None
         record = mapping.map_study(study, series, instances)
-        record["complete"] = record["complete"] and not receiving
+        if complete is None:
+            complete = record["complete"] and orthanc_id not in self._pending.receiving
+        record["complete"] = complete
         return record
 
     def _push_studies(self, orthanc_ids, receiving=frozenset()):
-        """Fetch and push studies StudiesPerPush at a time (bounded memory);
-        those in `receiving` are pushed as not complete yet."""
+        """Fetch and push studies StudiesPerPush at a time (bounded memory).
+        Those in `receiving` (their last change is not StableStudy) are
+        pushed as not complete and watched; the others are not watched."""
         size = self._settings.studies_per_push
         for start in range(0, len(orthanc_ids), size):
-            records = [r for r in (self._fetch_study(i, i in receiving)
-                                   for i in orthanc_ids[start:start + size]) if r]
+            records = []
+            for orthanc_id in orthanc_ids[start:start + size]:
+                if orthanc_id not in receiving:
+                    self._pending.unwatch(orthanc_id)
+                record = self._fetch_study(orthanc_id, False if orthanc_id in receiving
+                                           else None)
+                if record and orthanc_id in receiving:
+                    self._pending.watch(orthanc_id, record["last_update"])
+                if record:
+                    records.append(record)
             if records:
                 self._push_isolating(records)
+
+    def _complete_quiet_studies(self):
+        """Push as complete each watched study whose LastUpdate did not
+        change for StableAge seconds: its StableStudy never came (Orthanc
+        restarted meanwhile, or the change was skipped)."""
+        for orthanc_id in self._pending.quiet(self._stable_age):
+            watched = self._pending.receiving[orthanc_id]
+            record = self._fetch_study(orthanc_id, complete=True)
+            if record is not None and record["last_update"] != watched["last_update"]:
+                self._pending.watch(orthanc_id, record["last_update"])
+                continue
+            if record is not None:
+                self._push_isolating([record])
+                self._log("info", f"GNU Health: study {record['study_uid']} (Orthanc "
+                                  f"{orthanc_id}) had no new instance for "
+                                  f"{self._stable_age:g} s and no StableStudy; pushed "
+                                  f"as complete")
+            self._pending.unwatch(orthanc_id)
+        self._pending.save()
 
     def _push_deletions(self, deleted):
         """Tell GNU Health what left Orthanc, in slices; what Orthanc has
@@ -346,6 +426,22 @@ class SyncWorker:
                 self._pending.forget(orthanc_id)
             else:
                 self._push_isolating([record])
+
+    # ---- for the audit (audit.py) ----
+
+    def busy(self, orthanc_id):
+        """True for studies the worker handles already (receiving, failed)."""
+        return orthanc_id in self._pending.receiving or orthanc_id in self._pending.failed
+
+    def watch(self, orthanc_id, last_update):
+        self._pending.watch(orthanc_id, last_update)
+        self._pending.save()
+
+    def repair(self, orthanc_ids):
+        self._push_studies(orthanc_ids)
+
+    def mark_deleted(self, deleted):
+        self._push_deletions(deleted)
 
     # ---- on demand ----
 
@@ -416,50 +512,5 @@ class SyncWorker:
         self.status.update(resync={"running": running, "done": done, "total": total})
         if not running:
             self._log("info", f"GNU Health: re-push of the archive finished ({done} studies)")
-            self._start_reconcile("resync")
-        return running
-
-    # ---- reconciliation: deletions nobody saw ----
-
-    def _start_reconcile(self, why):
-        if not self._reconcile_supported:
-            return
-        with self._lock:
-            self._reconcile = {"after": "", "checked": 0, "gone": 0, "why": why}
-        self.status.update(reconcile={"running": True, "checked": 0, "gone": 0})
-
-    def _reconcile_step(self):
-        """Compare one page of GNU Health's available studies with Orthanc;
-        True while there is more to compare."""
-        with self._lock:
-            state = dict(self._reconcile) if self._reconcile else None
-        if state is None:
-            return False
-        try:
-            ids = self._gnuhealth.available_studies(
-                self._settings.server_label, state["after"], RECONCILE_PAGE)
-        except NotSupported as error:
-            self._reconcile_supported = False
-            with self._lock:
-                self._reconcile = None
-            self.status.update(reconcile={"running": False, "checked": state["checked"],
-                                          "gone": state["gone"], "supported": False})
-            self._log("warning", f"GNU Health: cannot list its studies to find deletions "
-                                 f"missed while Orthanc was down ({error}); only deletions "
-                                 f"seen live are sent")
-            return False
-        gone = [{"level": "study", "orthanc_id": i} for i in ids
-                if self._orthanc.get(f"/studies/{i}") is None]
-        if gone:
-            self._push_deletions(gone)
-        checked, total_gone = state["checked"] + len(ids), state["gone"] + len(gone)
-        running = len(ids) == RECONCILE_PAGE
-        with self._lock:
-            self._reconcile = ({**state, "after": ids[-1], "checked": checked,
-                                "gone": total_gone} if running else None)
-        self.status.update(reconcile={"running": running, "checked": checked,
-                                      "gone": total_gone})
-        if not running and (total_gone or state["why"] != "start"):
-            self._log("info", f"GNU Health: reconciliation ({state['why']}) checked "
-                              f"{checked} studies, {total_gone} no longer in Orthanc")
+            self._audit.restart("resync")
         return running
