@@ -52,6 +52,10 @@ from .status import Status
 # Deletions per RPC call; GNU Health marks them in slices.
 DELETIONS_PER_PUSH = 500
 _PATHS = {"study": "studies", "series": "series", "instance": "instances"}
+# Seconds beyond StableAge before the worker declares a quiet study complete
+# itself: Orthanc checks stability about once a second, so its own
+# StableStudy comes first whenever Orthanc did not restart meanwhile.
+STABLE_GRACE = 5
 
 
 class _Request:
@@ -81,7 +85,7 @@ class SyncWorker:
         self._pending = Pending(settings, orthanc, self.status, log, clock)
         self._audit = Audit(settings, orthanc, gnuhealth, self.status, log, clock, self)
         self._cursor = None
-        self._stable_age = None  # Orthanc's StableAge, read at the first run
+        self._quiet_after = None  # StableAge + STABLE_GRACE, read at the first run
         self._gap = None  # (first missing change number, clock when first seen)
         self._failures = 0  # consecutive cycles that could not reach GNU Health
         self._next_attempt = 0.0
@@ -179,7 +183,7 @@ class SyncWorker:
     def _next_deadline(self):
         """When a timer of the worker fires: a quiet receiving study, the
         next audit page, the end of the wait at a gap."""
-        times = [self._pending.next_quiet(self._stable_age or 0), self._audit.next_time(),
+        times = [self._pending.next_quiet(self._quiet_after or 0), self._audit.next_time(),
                  self._gap and self._gap[1] + self._settings.change_gap_wait]
         return min([t for t in times if t is not None], default=float("inf"))
 
@@ -187,7 +191,7 @@ class SyncWorker:
         """One step; True when more work is waiting (call again at once)."""
         if self._cursor is None:
             self._viewers = viewers.installed_viewers(self._orthanc.get("/plugins"))
-            self._stable_age = self._orthanc.stable_age()
+            self._quiet_after = self._orthanc.stable_age() + STABLE_GRACE
             self._pending.load()
             self._cursor = self._orthanc.get_cursor()
             self.status.update(cursor=self._cursor)
@@ -346,9 +350,9 @@ class SyncWorker:
 
     def _complete_quiet_studies(self):
         """Push as complete each watched study whose LastUpdate did not
-        change for StableAge seconds: its StableStudy never came (Orthanc
-        restarted meanwhile, or the change was skipped)."""
-        for orthanc_id in self._pending.quiet(self._stable_age):
+        change for StableAge + STABLE_GRACE seconds: its StableStudy never
+        came (Orthanc restarted meanwhile, or the change was skipped)."""
+        for orthanc_id in self._pending.quiet(self._quiet_after):
             watched = self._pending.receiving[orthanc_id]
             record = self._fetch_study(orthanc_id, complete=True)
             if record is not None and record["last_update"] != watched["last_update"]:
@@ -358,7 +362,7 @@ class SyncWorker:
                 self._push_isolating([record])
                 self._log("info", f"GNU Health: study {record['study_uid']} (Orthanc "
                                   f"{orthanc_id}) had no new instance for "
-                                  f"{self._stable_age:g} s and no StableStudy; pushed "
+                                  f"{self._quiet_after:g} s and no StableStudy; pushed "
                                   f"as complete")
             self._pending.unwatch(orthanc_id)
         self._pending.save()

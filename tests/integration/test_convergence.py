@@ -250,6 +250,16 @@ def test_a_trytond_that_never_answers_does_not_stall_the_plugin(
 AUDITED = {**FAST, 'AuditInterval': 1, 'AuditPageSize': 10}
 
 
+def wait_idle(orthanc):
+    """Until Orthanc has made every study stable and the plugin has pushed
+    every change: nothing but the audit will push again."""
+    def idle():
+        status = orthanc.get('/gnuhealth/status')
+        return (all(orthanc.get(f'/studies/{i}')['IsStable'] for i in orthanc.get('/studies'))
+                and status['pending'] == 0 and status['receiving'] == 0)
+    wait_until(idle, 30, 'the plugin idle')
+
+
 def test_a_series_deleted_while_the_plugin_was_stopped_is_repaired_by_the_audit(
         tmp_path, trytond, gnuhealth, failure_logs):
     orthanc = stack.Orthanc(tmp_path / 'orthanc', trytond.url, stable_age=2,
@@ -260,6 +270,7 @@ def test_a_series_deleted_while_the_plugin_was_stopped_is_repaired_by_the_audit(
         orthanc.store(samples.generate_study(tmp_path / 'dicom', series=2, instances=2,
                                              PatientID='AUDIT-1'))
         wait_converged(orthanc, gnuhealth, 40, 'the study in GNU Health')
+        wait_idle(orthanc)
         [study] = orthanc.get('/studies')
         doomed = orthanc.get(f'/studies/{study}')['Series'][0]
         orthanc.stop()
@@ -288,6 +299,7 @@ def test_an_instance_row_deleted_in_gnuhealth_is_repaired_by_the_audit(
         orthanc.store(samples.generate_study(tmp_path / 'dicom', series=1, instances=3,
                                              PatientID='AUDIT-2'))
         wait_converged(orthanc, gnuhealth, 40, 'the study in GNU Health')
+        wait_idle(orthanc)
         Instance = Model.get('gnuhealth.radiology.instance')
         victim = Instance.find([])[0]
         victim_id = victim.orthanc_id
@@ -297,5 +309,6 @@ def test_an_instance_row_deleted_in_gnuhealth_is_repaired_by_the_audit(
         assert len(Instance.find([('orthanc_id', '=', victim_id)])) == 1
         log = (orthanc.workdir / 'orthanc.log').read_text(errors='replace')
         assert 'instances: 2 in GNU Health, 3 in Orthanc' in log
+        assert orthanc.get('/gnuhealth/status')['audit']['repaired'] == 1
     finally:
         orthanc.stop()

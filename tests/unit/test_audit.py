@@ -4,6 +4,8 @@ import datetime
 
 import pytest
 
+from orthanc_gnuhealth_plugin.sync import STABLE_GRACE
+
 from fakes import FakeClock, FakeGnuHealth, FakeOrthanc
 from test_sync import Log, make_worker, run_until_idle, store_studies
 
@@ -171,7 +173,7 @@ def test_a_study_left_receiving_is_completed_after_stable_age(orthanc, gnuhealth
     full_pass(worker, clock)
     assert worker.status.get("receiving") == 1
     assert gnuhealth.summary(study_id)["reception"] == "receiving"
-    clock.advance(orthanc.stable_age())
+    clock.advance(orthanc.stable_age() + STABLE_GRACE)
     run_until_idle(worker)
     assert gnuhealth.summary(study_id)["reception"] == "complete"
     assert worker.status.get("audit")["repaired"] == 0

@@ -3,7 +3,7 @@ import threading
 import pytest
 
 from orthanc_gnuhealth_plugin.pending import back_off_delay
-from orthanc_gnuhealth_plugin.sync import SyncWorker
+from orthanc_gnuhealth_plugin.sync import STABLE_GRACE, SyncWorker
 
 from fakes import FakeClock, FakeGnuHealth, FakeOrthanc, settings
 
@@ -443,7 +443,7 @@ def test_a_study_cut_by_a_crash_is_complete_after_stable_age(orthanc, gnuhealth,
     # come, and after the restart IsStable says true.
     orthanc.studies[study_id]["IsStable"] = True
     restarted = make_worker(orthanc, gnuhealth, clock, log)
-    clock.advance(orthanc.stable_age() - 1)
+    clock.advance(orthanc.stable_age() + STABLE_GRACE - 1)
     run_until_idle(restarted)
     assert restarted.status.get("receiving") == 1
     assert pushed(gnuhealth) == [(False, 2)]
@@ -452,7 +452,7 @@ def test_a_study_cut_by_a_crash_is_complete_after_stable_age(orthanc, gnuhealth,
     assert pushed(gnuhealth) == [(False, 2), (True, 2)]
     assert orthanc.get_state()["receiving"] == {}
     assert restarted.status.get("receiving") == 0
-    assert any("1.2.3.0" in line and "had no new instance for 60 s and no StableStudy"
+    assert any("1.2.3.0" in line and "had no new instance for 65 s and no StableStudy"
                in line for line in log.at("info"))
 
 
@@ -463,10 +463,10 @@ def test_a_new_instance_restarts_the_quiet_time(orthanc, gnuhealth, clock, log):
     clock.advance(50)
     orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.2")  # only a NewInstance change
     run_until_idle(worker)
-    clock.advance(10)
-    run_until_idle(worker)  # 60 s since the first sight: LastUpdate moved
+    clock.advance(15)
+    run_until_idle(worker)  # 65 s since the first sight: LastUpdate moved
     assert pushed(gnuhealth) == [(False, 1)]
-    clock.advance(59)
+    clock.advance(64)
     run_until_idle(worker)
     assert pushed(gnuhealth) == [(False, 1)]
     clock.advance(1)
@@ -491,7 +491,7 @@ def test_the_wait_ends_when_a_quiet_study_is_due(orthanc, gnuhealth, clock, log)
     worker = make_worker(orthanc, gnuhealth, clock, log, poll_interval=3600)
     run_until_idle(worker)
     clock.advance(15)
-    assert worker._next_deadline() - clock.now == 45
+    assert worker._next_deadline() - clock.now == 60 + STABLE_GRACE - 15
 
 
 # ---- gaps in the change numbers ----
