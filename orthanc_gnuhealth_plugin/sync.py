@@ -46,6 +46,7 @@ from . import changes, mapping, viewers
 from .audit import Audit
 from .errors import GnuHealthUnavailable, StudyRejected
 from .pending import Pending, back_off_delay, iso
+from .resync import Resync
 from .status import Status
 
 
@@ -77,7 +78,6 @@ class SyncWorker:
         self._clock = clock
         self._viewers = None  # installed viewer names, read from Orthanc on first run
         self.status = Status()
-        self._lock = threading.Lock()
         self._wake = threading.Event()  # something changed in Orthanc
         self._urgent = threading.Event()  # a user asked for something, or stop
         self._stopping = threading.Event()
@@ -89,7 +89,8 @@ class SyncWorker:
         self._gap = None  # (first missing change number, clock when first seen)
         self._failures = 0  # consecutive cycles that could not reach GNU Health
         self._next_attempt = 0.0
-        self._resync = None  # {"since", "done", "total"} while running
+        self._resync = Resync(settings, orthanc, self.status, log,
+                              on_finished=lambda: self._audit.restart("resync"))
 
     # ---- called from Orthanc's threads (cheap, no I/O) ----
 
@@ -110,17 +111,11 @@ class SyncWorker:
 
     def start_resync(self):
         """Begin re-pushing the whole archive; False if one is running."""
-        with self._lock:
-            if self._resync is not None:
-                return False
-            statistics = self._orthanc.get("/statistics") or {}
-            total = int(statistics.get("CountStudies", 0))
-            self._resync = {"since": 0, "done": 0, "total": total, "last_id": None}
-        self.status.update(resync={"running": True, "done": 0, "total": total})
-        self._log("info", f"GNU Health: re-pushing all {total} studies of the archive")
-        self._urgent.set()
-        self._wake.set()
-        return True
+        started = self._resync.start()
+        if started:
+            self._urgent.set()
+            self._wake.set()
+        return started
 
     def request_sync(self, orthanc_id, timeout):
         """Ask the worker thread to push one study now and wait for its answer."""
@@ -206,7 +201,7 @@ class SyncWorker:
             more = self._push_changes()
             self._complete_quiet_studies()  # first: it may clear a failed study
             self._retry_failed()
-            more = self._resync_step() or more
+            more = self._resync.step(self._push_studies) or more
             if not more and self._audit.due():
                 self._audit.step()  # only with the change log drained
         except GnuHealthUnavailable as error:
@@ -484,37 +479,3 @@ class SyncWorker:
             return {**answer, "result": "unavailable", "reason": str(error)}
         self._pending.succeeded(record)
         return {**answer, "result": "pushed"}
-
-    # ---- whole-archive resync ----
-
-    def _resync_step(self):
-        """Push one page of the archive; True while the resync goes on.
-
-        Orthanc pages /studies by offset: a study deleted meanwhile shifts
-        the later ones back, and a plain `since += limit` would skip them.
-        So each page is read from one page earlier and resumes after the
-        last study pushed; if that study is gone, the whole window is
-        pushed again (idempotent) rather than risk a gap."""
-        with self._lock:
-            state = dict(self._resync) if self._resync else None
-        if state is None:
-            return False
-        limit = self._settings.studies_per_push
-        window_start = max(0, state["since"] - limit)
-        ids = self._orthanc.get(f"/studies?since={window_start}&limit={2 * limit}") or []
-        last_id = state.get("last_id")
-        start = ids.index(last_id) + 1 if last_id in ids else 0
-        chunk = ids[start:start + limit]
-        self._push_studies(chunk)
-        done = state["done"] + len(chunk)
-        total = max(state["total"], done)
-        running = bool(chunk)
-        with self._lock:
-            self._resync = ({"since": window_start + start + len(chunk), "done": done,
-                             "total": total, "last_id": chunk[-1]}
-                            if running else None)
-        self.status.update(resync={"running": running, "done": done, "total": total})
-        if not running:
-            self._log("info", f"GNU Health: re-push of the archive finished ({done} studies)")
-            self._audit.restart("resync")
-        return running
