@@ -68,3 +68,18 @@ def interpret(entries, parent_study_of):
             if gone and gone not in work.deleted:
                 work.deleted.append(gone)
     return work
+
+
+def first_gap(cursor, entries):
+    """The index of the first entry whose number does not follow the one
+    before it (the cursor for the first), or None when there is no gap.
+
+    A gap is a change not visible yet (on a PostgreSQL cluster, N+1 can be
+    committed before N) or gone for good (with SQLite, a deleted resource's
+    changes are deleted with it; a transaction that rolled back)."""
+    previous = cursor
+    for index, entry in enumerate(entries):
+        if entry["Seq"] != previous + 1:
+            return index
+        previous = entry["Seq"]
+    return None

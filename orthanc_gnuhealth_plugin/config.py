@@ -9,9 +9,10 @@ from types import MappingProxyType
 from typing import Mapping, Optional, Tuple
 from urllib.parse import urlparse
 
-from .worklist import DEFAULT_MODALITIES, WorklistSettings
-
 SECTION = "GnuHealth"
+
+# GNU Health's imaging test type codes that are not DICOM modalities.
+DEFAULT_MODALITIES = MappingProxyType({"XR": "DX"})
 
 DEFAULT_VIEWER_TEMPLATES = MappingProxyType({
     "ohif": "{base}/ohif/viewer?StudyInstanceUIDs={study_uid}",
@@ -29,6 +30,23 @@ TEMPLATE_FIELDS = frozenset({"base", "study_uid", "study_id", "series_id"})
 # plugins: writing our cursor there would corrupt theirs.
 RESERVED_PROPERTIES = frozenset({1025, 5467, 5468, 5500})
 MIN_USER_PROPERTY = 1024
+
+
+@dataclass(frozen=True)
+class WorklistSettings:
+    enabled: bool = True
+    refresh_interval: float = 10.0
+    max_staleness: float = 60.0
+    # GNU Health test type code -> DICOM Modality (others are used as is).
+    modalities: Mapping[str, str] = field(
+        default_factory=lambda: DEFAULT_MODALITIES, hash=False)
+    # DICOM Modality -> ScheduledStationAETitle, unless the imaging test
+    # names its own (health_imaging_worklist's AETitle).
+    station_aets: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False)
+    # Calling AE titles allowed to query; empty: every one Orthanc accepts.
+    allowed_calling_aets: Tuple[str, ...] = ()
+    order_states: Tuple[str, ...] = ("requested",)
 
 
 class ConfigError(ValueError):
@@ -54,9 +72,15 @@ class Settings:
     retry_max_delay: float = 300.0
     cursor_property: int = 9721
     state_property: int = 9722
-    reconcile: bool = True
     # This hospital's issuers of accession numbers (IssuerOfAccessionNumberSequence).
     local_accession_issuers: Tuple[str, ...] = ()
+    # The continuous audit (audit.py): seconds between two pages (0: off)
+    # and studies per page. 100 every 10 s: 864,000 studies checked a day;
+    # its measured cost is in docs/operations.md ("The audit").
+    audit_interval: float = 10.0
+    audit_page_size: int = 100
+    # Seconds the cursor waits at a gap in the change numbers.
+    change_gap_wait: float = 10.0
     viewer_templates: Mapping[str, str] = field(
         default_factory=lambda: DEFAULT_VIEWER_TEMPLATES, hash=False)
     worklist: WorklistSettings = field(default_factory=WorklistSettings)
@@ -144,8 +168,13 @@ def _parse_cursor_property(key, value):
     if number in RESERVED_PROPERTIES:
         raise ConfigError(
             f'{SECTION}.{key} = {number} is already used by Orthanc or one of its '
-            f'plugins; choose another number >= {MIN_USER_PROPERTY} (default {9721 if key == "CursorProperty" else 9722})')
+            f'plugins; choose another number >= {MIN_USER_PROPERTY} (default '
+            f'{_PROPERTY_DEFAULTS[key]})')
     return number
+
+
+_PROPERTY_DEFAULTS = {"CursorProperty": Settings.cursor_property,
+                      "StateProperty": Settings.state_property}
 
 
 def _parse_templates(key, value):
@@ -196,8 +225,10 @@ _KEYS = {
     "RetryMaxDelay": ("retry_max_delay", _number_parser(float, 0.1)),
     "CursorProperty": ("cursor_property", _parse_cursor_property),
     "StateProperty": ("state_property", _parse_cursor_property),
-    "Reconcile": ("reconcile", _parse_bool),
     "LocalAccessionIssuers": ("local_accession_issuers", _list_parser(_parse_text)),
+    "AuditInterval": ("audit_interval", _number_parser(float, 0)),
+    "AuditPageSize": ("audit_page_size", _number_parser(int, 1)),
+    "ChangeGapWait": ("change_gap_wait", _number_parser(float, 0)),
     "ViewerTemplates": ("viewer_templates", _parse_templates),
     # An object of its own: _WORKLIST_KEYS.
     "Worklist": (None, None),
@@ -288,7 +319,7 @@ def _check_properties(settings):
     if settings.state_property == settings.cursor_property:
         raise ConfigError(
             f'{SECTION}.StateProperty must differ from CursorProperty '
-            f'({settings.cursor_property}); default 9722')
+            f'({settings.cursor_property}); default {Settings.state_property}')
 
 
 def _check_delays(settings):

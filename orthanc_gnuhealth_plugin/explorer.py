@@ -2,28 +2,15 @@
 
 `GET /gnuhealth/studies/{id}/state` answers from the worker's own status
 (failed studies and their reasons) plus one look-up of the study in GNU Health
-over RPC, with the sync account. The page (explorer.js, loaded through
-ExtendOrthancExplorer) calls it once when a study's page opens: a low-volume
-route, as orthanc-python 4.0 leaks every REST call's arguments.
+over RPC, with the sync account (gnuhealth_client.StudyLookup). The page
+(explorer.js, loaded through ExtendOrthancExplorer) calls it once when a
+study's page opens: a low-volume route, as orthanc-python 4.0 leaks every
+REST call's arguments.
+
+Presentation only: this module imports nothing from the rest of the plugin.
 """
-import threading
-import xmlrpc.client
 from pathlib import Path
 from urllib.parse import quote
-
-from proteus import config as proteus_config
-
-from .errors import GnuHealthUnavailable
-from .gnuhealth_client import SessionExpired, classify, open_session
-from .mapping import person_name
-
-STUDY_MODEL = "gnuhealth.radiology.study"
-_FIELDS = ["id", "reception", "pacs_state", "link_state", "link_note",
-           "last_sync", "party.rec_name"]
-# With GNU Health's health_imaging, the study also links to its patient and
-# order; the sync account may not read them: then it asks for less.
-_FIELD_SETS = [_FIELDS + ["patient.rec_name", "imaging_request.rec_name"],
-               _FIELDS + ["patient.rec_name"], _FIELDS]
 
 
 def javascript():
@@ -31,33 +18,34 @@ def javascript():
     return (Path(__file__).with_name("explorer.js")).read_text(encoding="utf-8")
 
 
-def sao_url(tryton_public_url, database, record_id):
-    "The study's form in the SAO web client."
+def sao_url(tryton_public_url, database, model, record_id):
+    "The record's form in the SAO web client."
     return (f"{tryton_public_url.rstrip('/')}/#{quote(database, safe='')}"
-            f"/model/{STUDY_MODEL}/{record_id}")
+            f"/model/{model}/{record_id}")
 
 
-def _name(study, decoded):
-    tags = (study or {}).get("MainDicomTags") or {}
-    values = decoded.values if decoded else {}
-    words = [values.get("description", tags.get("StudyDescription")), tags.get("StudyDate")]
-    patient = person_name(values.get("dicom_patient_name", (
-        (study or {}).get("PatientMainDicomTags") or {}).get("PatientName")))
+def _name(study, text):
+    """What the user calls the study: `text` is its record from
+    mapping.map_study, whose names are decoded as pydicom reads them."""
+    words = [text.get("description"),
+             ((study or {}).get("MainDicomTags") or {}).get("StudyDate")]
+    patient = text.get("dicom_patient_name")
     if patient:
         words.append(f"of {patient.replace('^', ' ').strip()}")
-    return " ".join(w for w in words if w) or tags.get("StudyInstanceUID") or "this study"
+    return " ".join(w for w in words if w) or text.get("study_uid") or "this study"
 
 
-def describe(orthanc_id, study, failed, record, error, settings, decoded=None):
+def describe(orthanc_id, study, failed, record, error, settings, model, text):
     """The state of one study, as JSON for the page.
 
     `study`: Orthanc's /studies/{id}; `failed`: the worker's failed list;
-    `record`: the study as GNU Health has it (None if not there);
+    `record`: the study as GNU Health has it (None if not there), a record
+    of the Tryton `model`;
     `error`: why GNU Health could not be asked (None if it answered);
-    `decoded`: the study's text as pydicom reads it (dicom_text.StudyText).
+    `text`: the study's record from mapping.map_study (decoded names).
     `message` is a sentence for the user: what state, what to do.
     """
-    name = _name(study, decoded)
+    name = _name(study, text)
     state = {"orthanc_id": orthanc_id, "study": name, "tryton_id": None,
              "tryton_url": None, "patient": None, "imaging_request": None,
              "link_state": None, "link_note": None, "reason": None,
@@ -69,7 +57,7 @@ def describe(orthanc_id, study, failed, record, error, settings, decoded=None):
         state.update(
             tryton_id=record["id"],
             tryton_url=sao_url(settings.tryton_public_url or settings.tryton_url,
-                               settings.tryton_database, record["id"]),
+                               settings.tryton_database, model, record["id"]),
             patient=patient.get("rec_name"),
             imaging_request=request.get("rec_name"),
             link_state=record.get("link_state"),
@@ -107,65 +95,3 @@ def describe(orthanc_id, study, failed, record, error, settings, decoded=None):
 
 def _text(value):
     return value.isoformat() if hasattr(value, "isoformat") else value
-
-
-class StudyLookup:
-    """Finds a study in GNU Health with the sync account.
-
-    Called from Orthanc's HTTP threads: one session shared under a lock
-    (proteus' per-thread configuration would log in once per HTTP thread).
-    """
-
-    def __init__(self, settings, login=proteus_config.set_xmlrpc_session):
-        self._settings = settings
-        self._login_function = login
-        self._lock = threading.Lock()
-        self._config = None
-        self._fields = 0  # index in _FIELD_SETS
-
-    def find(self, orthanc_id):
-        """The study's record (dict) or None; raises GnuHealthUnavailable."""
-        with self._lock:
-            try:
-                return self._find(orthanc_id)
-            except SessionExpired:
-                self._config = None
-                try:
-                    return self._find(orthanc_id)
-                except SessionExpired:
-                    raise GnuHealthUnavailable(
-                        f"GNU Health refuses the session of "
-                        f"{self._settings.tryton_user!r}") from None
-
-    def _find(self, orthanc_id):
-        domain = [("server.label", "=", self._settings.server_label),
-                  ("orthanc_id", "=", orthanc_id)]
-        while True:
-            try:
-                rows = self._call("search_read", domain, 0, 1, None,
-                                  _FIELD_SETS[self._fields])
-            except xmlrpc.client.Fault as fault:
-                if self._fields + 1 < len(_FIELD_SETS) and fault.faultCode != 3:
-                    # Plain Tryton (no patients nor orders), or no access.
-                    self._fields += 1
-                    continue
-                raise classify(fault, self._settings) or fault
-            return rows[0] if rows else None
-
-    def _call(self, method, *args):
-        if self._config is None:
-            self._config = self._login()
-        config = self._config
-        try:
-            return getattr(config.server, f"model.{STUDY_MODEL}.{method}")(
-                *args, config.context)
-        except xmlrpc.client.Fault:
-            raise
-        except Exception as error:
-            translated = classify(error, self._settings)
-            if translated is None:
-                raise
-            raise translated from error
-
-    def _login(self):
-        return open_session(self._settings, self._login_function)

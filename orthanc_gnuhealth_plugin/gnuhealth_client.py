@@ -1,8 +1,10 @@
-"""The XML-RPC client that pushes batches of studies to GNU Health (proteus).
+"""Every call to GNU Health over XML-RPC (proteus): the pushes, the lists
+for reconciliation and the worklist, and the look-up of one study.
 
 proteus keeps its configuration per thread, so each thread logs in once
 with a session (a password on every call costs a ~270 ms scrypt check on
-the server) and keeps it until the server says it expired.
+the server) and keeps it until the server says it expired. Every socket,
+the login's included, times out after RpcTimeout.
 """
 import http.client
 import re
@@ -14,9 +16,16 @@ from proteus import config as proteus_config
 
 from .errors import GnuHealthUnavailable, NotSupported, StudyRejected
 
-_MODEL = "gnuhealth.radiology.study"
-RPC_METHOD = f"model.{_MODEL}.push_from_pacs"
+STUDY_MODEL = "gnuhealth.radiology.study"
+RPC_METHOD = f"model.{STUDY_MODEL}.push_from_pacs"
 WORKLIST_METHOD = "model.gnuhealth.imaging.test.request.worklist_orders"
+# What Orthanc Explorer's study panel shows (explorer.describe). With GNU
+# Health's health_imaging, the study also links to its patient and order;
+# the sync account may not read them: then it asks for less.
+_LOOKUP_FIELDS = ["id", "reception", "pacs_state", "link_state", "link_note",
+                  "last_sync", "party.rec_name"]
+_LOOKUP_FIELD_SETS = [_LOOKUP_FIELDS + ["patient.rec_name", "imaging_request.rec_name"],
+                      _LOOKUP_FIELDS + ["patient.rec_name"], _LOOKUP_FIELDS]
 
 # trytond's Fault codes (trytond.exceptions): UserError 1, UserWarning 2,
 # LoginException 3, ConcurrencyException 4, any other server error 255.
@@ -68,10 +77,10 @@ def classify(error, settings):
     """Translate an RPC exception into the worker's two outcomes."""
     where = f"GNU Health at {settings.tryton_url} (database {settings.tryton_database})"
     if isinstance(error, xmlrpc.client.Fault):
-        if error.faultCode == 255 and error.faultString.strip("'\"") == _MODEL:
+        if error.faultCode == 255 and error.faultString.strip("'\"") == STUDY_MODEL:
             # trytond's pool has no such model: a set-up problem, not bad data.
             return GnuHealthUnavailable(
-                f"{where} has no model {_MODEL}: activate the module "
+                f"{where} has no model {STUDY_MODEL}: activate the module "
                 f"health_radiology in that database (or fix GnuHealth.TrytonDatabase)")
         if error.faultCode in _TRANSIENT_FAULTS:
             return GnuHealthUnavailable(f"{where} answered "
@@ -155,11 +164,22 @@ class GnuHealthClient:
             domain.append(("orthanc_id", ">", after))
         try:
             rows = self._with_session(
-                f"model.{_MODEL}.search_read", domain, 0, limit,
+                f"model.{STUDY_MODEL}.search_read", domain, 0, limit,
                 [("orthanc_id", "ASC")], ["orthanc_id"])
         except StudyRejected as error:
             raise NotSupported(str(error)) from None
         return [row["orthanc_id"] for row in rows]
+
+    def audit_summary(self, label, orthanc_ids):
+        """GNU Health's side of a page of the audit: {orthanc_id: {"series",
+        "instances", "last_update", "reception", "pacs_state"}} for the
+        studies of server `label` it has. Raises NotSupported when GNU
+        Health has no such RPC (health_radiology older than the plugin)."""
+        try:
+            return self._with_session(f"model.{STUDY_MODEL}.audit_summary",
+                                      label, list(orthanc_ids))
+        except StudyRejected as error:
+            raise NotSupported(str(error)) from None
 
     def open_imaging_orders(self, states):
         """GNU Health's imaging orders in `states` still to be performed
@@ -206,3 +226,48 @@ class GnuHealthClient:
 
     def _forget_session(self):
         self._local.config = None
+
+
+class StudyLookup(GnuHealthClient):
+    """Finds one study in GNU Health with the sync account, for Orthanc
+    Explorer's panel.
+
+    Called from Orthanc's HTTP threads: one session shared under a lock
+    (a session per thread would log in once per HTTP thread).
+    """
+
+    def __init__(self, settings, login=proteus_config.set_xmlrpc_session):
+        super().__init__(settings, login=login)
+        self._lock = threading.Lock()
+        self._config = None
+        self._fields = 0  # index in _LOOKUP_FIELD_SETS
+
+    def find(self, orthanc_id):
+        """The study's record (dict) or None; raises GnuHealthUnavailable."""
+        domain = [("server.label", "=", self._settings.server_label),
+                  ("orthanc_id", "=", orthanc_id)]
+        with self._lock:
+            while True:
+                try:
+                    rows = self._with_session(
+                        f"model.{STUDY_MODEL}.search_read", domain, 0, 1, None,
+                        _LOOKUP_FIELD_SETS[self._fields])
+                except StudyRejected:
+                    if self._fields + 1 < len(_LOOKUP_FIELD_SETS):
+                        # Plain Tryton (no patients nor orders), or no access.
+                        self._fields += 1
+                        continue
+                    raise
+                except NotSupported as error:
+                    raise GnuHealthUnavailable(
+                        f"GNU Health refuses the session of "
+                        f"{self._settings.tryton_user!r} ({error})") from None
+                return rows[0] if rows else None
+
+    def _session(self):
+        if self._config is None:
+            self._config = self._login()
+        return self._config
+
+    def _forget_session(self):
+        self._config = None

@@ -7,6 +7,7 @@ Input: the answers of GET /studies/{id}, /studies/{id}/series and
      "study_time", "description", "institution", "referring_physician",
      "dicom_patient_id", "dicom_patient_name", "dicom_patient_birth_date",
      "dicom_patient_sex", "accession_issuer", "modalities", "complete",
+     "last_update",
      "series": [{"orthanc_id", "series_uid", "modality", "number",
                  "description", "body_part", "series_date",
                  "instances": [{"orthanc_id", "sop_instance_uid", "number"}]}]}
@@ -182,5 +183,6 @@ def map_study(study, series_list, instances, decoded=None):
         # Orthanc declares a study stable after StableAge seconds without a new
         # instance; until then GNU Health shows it as still receiving.
         "complete": study.get("IsStable") is True,
+        "last_update": text(study.get("LastUpdate"), 32),  # for the audit (audit.py)
         "series": series,
     }

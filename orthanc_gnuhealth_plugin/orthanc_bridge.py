@@ -9,8 +9,8 @@ import threading
 
 import orthanc
 
-from . import config, dicom_text, explorer, viewers, worklist
-from .gnuhealth_client import GnuHealthClient
+from . import config, dicom_text, explorer, mapping, viewers, worklist
+from .gnuhealth_client import STUDY_MODEL, GnuHealthClient, StudyLookup
 from .sync import SyncWorker
 
 _RESOURCE_NAMES = {
@@ -19,14 +19,18 @@ _RESOURCE_NAMES = {
     orthanc.ResourceType.INSTANCE: "Instance",
 }
 _STUDY_ID = r"([0-9a-f]{8}(?:-[0-9a-f]{8}){4})"
-# How long POST .../sync waits for the worker before answering "queued".
-_SYNC_WAIT_MARGIN = 5
+# How long POST .../sync waits for the worker before answering "queued":
+# well under the time-out of common HTTP clients (30 s), whatever RpcTimeout.
+_SYNC_WAIT = 10
+# How long Orthanc's shutdown waits for a thread beyond its current RPC.
+_STOP_MARGIN = 5
 
 
 class OrthancAdapter:
-    """What sync.py needs from Orthanc, over the in-process REST API."""
+    """What sync.py needs from Orthanc, over the in-process REST API and two
+    global properties: the cursor, and the state (pending.py)."""
 
-    def __init__(self, cursor_property, state_property=None):
+    def __init__(self, cursor_property, state_property):
         self._cursor_property = cursor_property
         self._state_property = state_property
 
@@ -51,9 +55,6 @@ class OrthancAdapter:
         orthanc.SetGlobalProperty(self._cursor_property, str(cursor))
 
     def get_state(self):
-        """Pending deletions and failed studies (sync.py), as JSON."""
-        if self._state_property is None:
-            return {}
         value = orthanc.GetGlobalProperty(self._state_property, "")
         try:
             return json.loads(value) if value.strip() else {}
@@ -63,8 +64,13 @@ class OrthancAdapter:
             return {}
 
     def set_state(self, state):
-        if self._state_property is not None:
-            orthanc.SetGlobalProperty(self._state_property, json.dumps(state))
+        orthanc.SetGlobalProperty(self._state_property, json.dumps(state))
+
+    def stable_age(self):
+        """Orthanc's StableAge (seconds without a new instance before a study
+        is stable; Orthanc's default 60)."""
+        value = json.loads(orthanc.GetConfiguration()).get("StableAge", 60)
+        return value if isinstance(value, (int, float)) and value > 0 else 60
 
 
 def _log(level, line):
@@ -78,7 +84,7 @@ class Plugin:
         self.adapter = OrthancAdapter(settings.cursor_property, settings.state_property)
         self.worker = None
         self.thread = None
-        self.lookup = explorer.StudyLookup(settings)
+        self.lookup = StudyLookup(settings)
         self.text = dicom_text.TextReader(self.adapter.get_raw, _log)
         # One client for the sync and the worklist: it keeps a session per thread.
         self.client = GnuHealthClient(settings, _log_info)
@@ -113,10 +119,10 @@ class Plugin:
     def stop(self):
         # Each thread finishes its current RPC (bounded by RpcTimeout).
         if self.worklist is not None:
-            self.worklist.stop(self.settings.rpc_timeout + _SYNC_WAIT_MARGIN)
+            self.worklist.stop(self.settings.rpc_timeout + _STOP_MARGIN)
         if self.worker is not None:
             self.worker.stop()
-            self.thread.join(self.settings.rpc_timeout + _SYNC_WAIT_MARGIN)
+            self.thread.join(self.settings.rpc_timeout + _STOP_MARGIN)
 
     def on_worklist(self, answers, query, issuer_aet, called_aet):
         """A modality's C-FIND worklist query: Orthanc's own matcher has the
@@ -157,16 +163,16 @@ class Plugin:
         except Exception as exception:  # shown to the user, never raised into Orthanc
             error = exception
         failed = self.worker.status.to_json()["failed"] if self.worker else []
+        text = mapping.map_study(study, None, None, self.text.study_text(study))
         _answer(output, explorer.describe(orthanc_id, study, failed, record, error,
-                                          self.settings, self.text.study_text(study)))
+                                          self.settings, STUDY_MODEL, text))
 
     def rest_sync(self, output, uri, **request):
         if request["method"] != "POST":
             return output.SendMethodNotAllowed("POST")
         if self.worker is None:
             return output.SendHttpStatusCode(503)
-        result = self.worker.request_sync(request["groups"][0],
-                                          self.settings.rpc_timeout + _SYNC_WAIT_MARGIN)
+        result = self.worker.request_sync(request["groups"][0], _SYNC_WAIT)
         if result["result"] == "not-found":
             return output.SendHttpStatusCode(404)
         _answer(output, result)

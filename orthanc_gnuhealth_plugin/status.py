@@ -14,8 +14,16 @@ class Status:
             "last_push": None,
             "next_attempt_in": None,
             "resync": {"running": False, "done": 0, "total": 0},
-            "reconcile": {"running": False, "checked": 0, "gone": 0},
+            # The continuous audit (audit.py): studies compared and repaired
+            # since the start, whether a pass is under way, when the last
+            # whole pass ended; "supported": false when GNU Health lacks
+            # audit_summary (then only deletions are compared).
+            "audit": {"running": False, "checked": 0, "repaired": 0,
+                      "last_full_pass": None, "supported": True},
             "pending_deletions": 0,
+            # Studies pushed as still receiving, waiting for StableStudy or
+            # StableAge seconds without a new instance.
+            "receiving": 0,
         }
         self._failed = []
 

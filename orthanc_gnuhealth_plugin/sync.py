@@ -3,88 +3,60 @@
 Plain Python with injected dependencies:
 - `orthanc`: get(path) -> parsed JSON or None on 404, get_cursor() -> int,
   set_cursor(int) (the cursor lives in an Orthanc global property, so it
-  survives restarts; each node of a cluster keeps its own);
-- `gnuhealth`: push(batch), raising GnuHealthUnavailable or StudyRejected;
+  survives restarts; each node of a cluster keeps its own), get_state() ->
+  dict, set_state(dict) (a second global property: pending.py),
+  stable_age() -> Orthanc's StableAge in seconds;
+- `gnuhealth`: push(batch), raising GnuHealthUnavailable or StudyRejected,
+  and the lists of audit.py;
 - `clock`: seconds since the epoch (time.time), for back-off and status.
 
 What to push comes from Orthanc's /changes log, read from the persisted
 cursor. The cursor only moves after GNU Health accepted every study of the
 page, so a crash or an outage replays the page (pushes are idempotent).
+When the change numbers jump, the cursor waits up to ChangeGapWait seconds
+at the gap for the missing numbers (a PostgreSQL cluster can commit N+1
+before N), then moves on (with SQLite a deleted resource's changes go with
+it, so some gaps are for good).
+
+A study is pushed as still receiving until its StableStudy change; the
+worker also keeps such studies in the state property, with their
+LastUpdate, and pushes one as complete once its LastUpdate did not change
+for StableAge seconds of the worker's clock. So a study that was arriving
+when Orthanc died (Orthanc's stability timers are in memory: no
+StableStudy will come) is complete soon after the restart.
 
 Deletions are not in Orthanc's /changes log with SQLite (its rows go with
 the deleted resource), so the OnChange callback notes them
-(`note_deleted`); the worker writes them at once into a second global
-property (the "state", with the failed list: `orthanc.get_state()` /
-`set_state(dict)`) and clears them only once GNU Health took them. What a
-crash or another cluster node still misses, reconciliation finds: GNU
-Health's available studies of this server label are compared, page by
-page, with Orthanc's (at start, after a change-log reset and after each
-resync); those Orthanc no longer has are marked deleted.
+(`note_deleted`); the worker writes them at once into the state property
+(pending.py) and clears them only once GNU Health took them. Whatever a
+crash, another cluster node or a hand edit still leaves wrong, the
+continuous audit (audit.py) finds and repairs.
 
 A batch sent to GNU Health is {"server": {...}, "studies": [study records
 from mapping.map_study], "deleted": [{"level", "orthanc_id"}]}. Deletions
 are sent only for resources Orthanc still does not have when they are
 sent (a study deleted then received again stays available).
 """
-import dataclasses
-import datetime
-import json
 import queue
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 
 from . import changes, dicom_text, mapping, viewers
-from .errors import GnuHealthUnavailable, NotSupported, StudyRejected
+from .audit import Audit
+from .errors import GnuHealthUnavailable, StudyRejected
+from .pending import Pending, back_off_delay, iso
+from .resync import Resync
 from .status import Status
-
-
-def back_off_delay(settings, failures):
-    """Capped exponential back-off: min, 2*min, 4*min ... max."""
-    if failures <= 0:
-        return 0.0
-    return min(settings.retry_max_delay, settings.retry_min_delay * 2 ** min(failures - 1, 60))
 
 
 # Deletions per RPC call; GNU Health marks them in slices.
 DELETIONS_PER_PUSH = 500
-# Studies of GNU Health checked against Orthanc per reconciliation step.
-RECONCILE_PAGE = 200
-# A failure reason kept in the state property is cut to this size.
-MAX_REASON = 2000
 _PATHS = {"study": "studies", "series": "series", "instance": "instances"}
-
-
-def _iso(timestamp):
-    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(
-        timespec="seconds")
-
-
-@dataclass
-class FailedStudy:
-    orthanc_id: str
-    study_uid: str
-    reason: str
-    first_attempt: float
-    last_attempt: float
-    retries: int
-    next_retry: float
-
-    @classmethod
-    def from_state(cls, values):
-        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
-
-    def to_json(self):
-        return {
-            "study_uid": self.study_uid,
-            "orthanc_id": self.orthanc_id,
-            "reason": self.reason,
-            "retries": self.retries,
-            "since": _iso(self.first_attempt),
-            "last_attempt": _iso(self.last_attempt),
-            "next_retry": _iso(self.next_retry),
-        }
+# Seconds beyond StableAge before the worker declares a quiet study complete
+# itself: Orthanc checks stability about once a second, so its own
+# StableStudy comes first whenever Orthanc did not restart meanwhile.
+STABLE_GRACE = 5
 
 
 class _Request:
@@ -108,21 +80,19 @@ class SyncWorker:
         self._text = text or dicom_text.TextReader(orthanc.get_raw, log)
         self._viewers = None  # installed viewer names, read from Orthanc on first run
         self.status = Status()
-        self._lock = threading.Lock()
         self._wake = threading.Event()  # something changed in Orthanc
         self._urgent = threading.Event()  # a user asked for something, or stop
         self._stopping = threading.Event()
         self._requests = queue.Queue()
-        self._noted = []  # deletions seen by the callback, not yet persisted
-        self._deleted = []  # persisted deletions GNU Health has not taken yet
+        self._pending = Pending(settings, orthanc, self.status, log, clock)
+        self._audit = Audit(settings, orthanc, gnuhealth, self.status, log, clock, self)
         self._cursor = None
-        self._failed = {}
-        self._saved_state = None  # the JSON last written to the state property
-        self._reconcile = None  # {"after", "checked", "gone"} while running
-        self._reconcile_supported = settings.reconcile
+        self._quiet_after = None  # StableAge + STABLE_GRACE, read at the first run
+        self._gap = None  # (first missing change number, clock when first seen)
         self._failures = 0  # consecutive cycles that could not reach GNU Health
         self._next_attempt = 0.0
-        self._resync = None  # {"since", "done", "total"} while running
+        self._resync = Resync(settings, orthanc, self.status, log,
+                              on_finished=lambda: self._audit.restart("resync"))
 
     # ---- called from Orthanc's threads (cheap, no I/O) ----
 
@@ -133,8 +103,7 @@ class SyncWorker:
         """`resource_type`: "Study", "Series" or "Instance" (others ignored)."""
         gone = changes.deletion(resource_type, orthanc_id)
         if gone:
-            with self._lock:
-                self._noted.append(gone)
+            self._pending.note_deleted(gone)
             self._wake.set()
 
     def stop(self):
@@ -144,17 +113,11 @@ class SyncWorker:
 
     def start_resync(self):
         """Begin re-pushing the whole archive; False if one is running."""
-        with self._lock:
-            if self._resync is not None:
-                return False
-            statistics = self._orthanc.get("/statistics") or {}
-            total = int(statistics.get("CountStudies", 0))
-            self._resync = {"since": 0, "done": 0, "total": total, "last_id": None}
-        self.status.update(resync={"running": True, "done": 0, "total": total})
-        self._log("info", f"GNU Health: re-pushing all {total} studies of the archive")
-        self._urgent.set()
-        self._wake.set()
-        return True
+        started = self._resync.start()
+        if started:
+            self._urgent.set()
+            self._wake.set()
+        return started
 
     def request_sync(self, orthanc_id, timeout):
         """Ask the worker thread to push one study now and wait for its answer."""
@@ -211,17 +174,26 @@ class SyncWorker:
             # only a user's request (or stop) does.
             self._urgent.wait(min(self._next_attempt - now, self._settings.poll_interval))
         else:
-            self._wake.wait(self._settings.poll_interval)
+            self._wake.wait(max(0.0, min(self._next_deadline() - now,
+                                         self._settings.poll_interval)))
+
+    def _next_deadline(self):
+        """When a timer of the worker fires: a quiet receiving study, the
+        next audit page, the end of the wait at a gap."""
+        times = [self._pending.next_quiet(self._quiet_after or 0), self._audit.next_time(),
+                 self._gap and self._gap[1] + self._settings.change_gap_wait]
+        return min([t for t in times if t is not None], default=float("inf"))
 
     def run_once(self):
         """One step; True when more work is waiting (call again at once)."""
         if self._cursor is None:
             self._viewers = viewers.installed_viewers(self._orthanc.get("/plugins"))
-            self._load_state()
+            self._quiet_after = self._orthanc.stable_age() + STABLE_GRACE
+            self._pending.load()
             self._cursor = self._orthanc.get_cursor()
             self.status.update(cursor=self._cursor)
-            self._start_reconcile("start")
-        self._persist_noted()
+            self._audit.restart("start")
+        self._pending.persist_noted()
         self._serve_requests()
         now = self._clock()
         if now < self._next_attempt:
@@ -229,9 +201,11 @@ class SyncWorker:
             return False
         try:
             more = self._push_changes()
+            self._complete_quiet_studies()  # first: it may clear a failed study
             self._retry_failed()
-            more = self._resync_step() or more
-            more = self._reconcile_step() or more
+            more = self._resync.step(self._push_studies) or more
+            if not more and self._audit.due():
+                self._audit.step()  # only with the change log drained
         except GnuHealthUnavailable as error:
             self._back_off(error)
             return False
@@ -260,64 +234,40 @@ class SyncWorker:
 
     def _push_changes(self):
         page = self._read_changes()
-        work = changes.interpret(page.get("Changes", []), self._parent_study)
+        entries, last, more = self._until_gap(page.get("Changes", []), page["Last"])
+        work = changes.interpret(entries, self._parent_study)
         self._push_studies(work.dirty_studies, work.receiving)
-        known = {(d["level"], d["orthanc_id"]) for d in self._deleted}
-        deleted = self._deleted + [d for d in work.deleted
-                                   if (d["level"], d["orthanc_id"]) not in known]
+        deleted = self._pending.add_deleted(work.deleted)
         if deleted:
             # Persisted until sent: an outage here keeps them for the next try.
             self._push_deletions(deleted)
-            self._deleted = []
-            self._save_state()
-        self._set_cursor(page["Last"])
-        return not page.get("Done", True)
+            self._pending.deletions_sent()
+        self._pending.save()  # the studies still receiving, before the cursor moves
+        self._set_cursor(last)
+        return more if more is not None else not page.get("Done", True)
 
-    # ---- the persisted state: pending deletions and failed studies ----
-
-    def _load_state(self):
-        get_state = getattr(self._orthanc, "get_state", None)
-        state = (get_state() if get_state else None) or {}
-        self._deleted = [d for d in state.get("deleted", [])
-                         if isinstance(d, dict) and d.get("level") in _PATHS]
-        for values in state.get("failed", []):
-            try:
-                failed = FailedStudy.from_state(values)
-            except (KeyError, TypeError):
-                continue
-            # Retry soon after a restart: the cause may have been fixed.
-            failed.next_retry = min(failed.next_retry, self._clock())
-            self._failed[failed.orthanc_id] = failed
-        self._saved_state = self._state_json()
-        self._publish_failed()
-        if self._deleted or self._failed:
-            self._log("info", f"GNU Health: resuming with {len(self._deleted)} deletion(s) "
-                              f"to send and {len(self._failed)} failed study(ies)")
-
-    def _state_json(self):
-        return json.dumps({"deleted": self._deleted,
-                           "failed": [dataclasses.asdict(f) for f in self._failed.values()]},
-                          sort_keys=True)
-
-    def _save_state(self):
-        text = self._state_json()
-        if text != self._saved_state:
-            set_state = getattr(self._orthanc, "set_state", None)
-            if set_state:
-                        set_state(json.loads(text))
-            self._saved_state = text
-        self.status.update(pending_deletions=len(self._deleted))
-
-    def _persist_noted(self):
-        with self._lock:
-            noted, self._noted = self._noted, []
-        if noted:
-            known = {(d["level"], d["orthanc_id"]) for d in self._deleted}
-            for gone in noted:
-                if (gone["level"], gone["orthanc_id"]) not in known:
-                    known.add((gone["level"], gone["orthanc_id"]))
-                    self._deleted.append(gone)
-            self._save_state()
+    def _until_gap(self, entries, last):
+        """(entries to handle now, cursor after them, more) for a page:
+        the entries before a gap in the change numbers while the gap is
+        younger than ChangeGapWait (more False: wait); past that, up to the
+        first entry after the gap (more True: read on); without a gap, the
+        page (more None: as the page says)."""
+        gap = changes.first_gap(self._cursor, entries)
+        wait = self._settings.change_gap_wait
+        if gap is None or wait <= 0:
+            self._gap = None
+            return entries, last, None
+        missing = entries[gap - 1]["Seq"] + 1 if gap else self._cursor + 1
+        now = self._clock()
+        if self._gap is None or self._gap[0] != missing:
+            self._gap = (missing, now)
+        if now - self._gap[1] < wait:
+            return entries[:gap], missing - 1, False
+        self._gap = None
+        self._log("info", f"GNU Health: change(s) {missing} to {entries[gap]['Seq'] - 1} "
+                          f"did not appear in Orthanc's log within {wait:g} s; moving on "
+                          f"(a resource deleted, or a transaction rolled back)")
+        return entries[:gap + 1], entries[gap]["Seq"], True
 
     def _read_changes(self):
         page = self._changes_page()
@@ -329,7 +279,7 @@ class SyncWorker:
                                  f"{self._cursor} > last change {page['Last']}); "
                                  f"re-scanning it from the start")
             self._set_cursor(0)
-            self._start_reconcile("change log reset")
+            self._audit.restart("change log reset")
             page = self._changes_page()
         last = page["Last"]
         if not page.get("Done", True):
@@ -356,10 +306,13 @@ class SyncWorker:
 
     # ---- pushing ----
 
-    def _fetch_study(self, orthanc_id, receiving=False):
+    def _fetch_study(self, orthanc_id, complete=None):
         """The study record, or None when the study left Orthanc meanwhile.
-        `receiving`: the change log says the study is still arriving, which
-        this node's IsStable misses when another node of a cluster receives it."""
+
+        `complete`: True/False forces it; None: complete when Orthanc says
+        the study is stable and the worker does not watch it as receiving
+        (this node's IsStable misses a study another node of a cluster
+        receives, and every IsStable is true after a restart)."""
         study = self._orthanc.get(f"/studies/{orthanc_id}")
         if study is None:
             return None
@@ -369,18 +322,48 @@ class SyncWorker:
             return None
         record = mapping.map_study(study, series, instances,
                                    self._text.study_text(study, instances))
-        record["complete"] = record["complete"] and not receiving
+        if complete is None:
+            complete = record["complete"] and orthanc_id not in self._pending.receiving
+        record["complete"] = complete
         return record
 
     def _push_studies(self, orthanc_ids, receiving=frozenset()):
-        """Fetch and push studies StudiesPerPush at a time (bounded memory);
-        those in `receiving` are pushed as not complete yet."""
+        """Fetch and push studies StudiesPerPush at a time (bounded memory).
+        Those in `receiving` (their last change is not StableStudy) are
+        pushed as not complete and watched; the others are not watched."""
         size = self._settings.studies_per_push
         for start in range(0, len(orthanc_ids), size):
-            records = [r for r in (self._fetch_study(i, i in receiving)
-                                   for i in orthanc_ids[start:start + size]) if r]
+            records = []
+            for orthanc_id in orthanc_ids[start:start + size]:
+                if orthanc_id not in receiving:
+                    self._pending.unwatch(orthanc_id)
+                record = self._fetch_study(orthanc_id, False if orthanc_id in receiving
+                                           else None)
+                if record and orthanc_id in receiving:
+                    self._pending.watch(orthanc_id, record["last_update"])
+                if record:
+                    records.append(record)
             if records:
                 self._push_isolating(records)
+
+    def _complete_quiet_studies(self):
+        """Push as complete each watched study whose LastUpdate did not
+        change for StableAge + STABLE_GRACE seconds: its StableStudy never
+        came (Orthanc restarted meanwhile, or the change was skipped)."""
+        for orthanc_id in self._pending.quiet(self._quiet_after):
+            watched = self._pending.receiving[orthanc_id]
+            record = self._fetch_study(orthanc_id, complete=True)
+            if record is not None and record["last_update"] != watched["last_update"]:
+                self._pending.watch(orthanc_id, record["last_update"])
+                continue
+            if record is not None:
+                self._push_isolating([record])
+                self._log("info", f"GNU Health: study {record['study_uid']} (Orthanc "
+                                  f"{orthanc_id}) had no new instance for "
+                                  f"{self._quiet_after:g} s and no StableStudy; pushed "
+                                  f"as complete")
+            self._pending.unwatch(orthanc_id)
+        self._pending.save()
 
     def _push_deletions(self, deleted):
         """Tell GNU Health what left Orthanc, in slices; what Orthanc has
@@ -409,7 +392,7 @@ class SyncWorker:
             self._push(records, [])
         except StudyRejected as error:
             if len(records) == 1:
-                self._record_failure(records[0], str(error))
+                self._pending.record_failure(records[0], str(error))
                 return
             self._log("warning", f"GNU Health rejected a batch of {len(records)} studies "
                                  f"({error}); pushing them one by one")
@@ -417,7 +400,7 @@ class SyncWorker:
                 self._push_isolating([record])
         else:
             for record in records:
-                self._succeeded(record)
+                self._pending.succeeded(record)
 
     def _push(self, records, deleted):
         batch = {"server": self._server(), "studies": records, "deleted": deleted}
@@ -427,7 +410,7 @@ class SyncWorker:
             self.status.update(gnuhealth_reachable=True)  # it answered
             raise
         self.status.update(gnuhealth_reachable=True, last_push={
-            "at": _iso(self._clock()), "studies": len(records), "deleted": len(deleted)})
+            "at": iso(self._clock()), "studies": len(records), "deleted": len(deleted)})
 
     def _server(self):
         settings = self._settings
@@ -439,48 +422,29 @@ class SyncWorker:
             "accession_issuers": list(settings.local_accession_issuers),
         }
 
-    # ---- failed studies ----
-
-    def _succeeded(self, record):
-        if self._failed.pop(record["orthanc_id"], None):
-            self._log("info", f"GNU Health accepted study {record['study_uid']} "
-                              f"after earlier failures")
-            self._publish_failed()
-            self._save_state()
-
-    def _record_failure(self, record, reason):
-        now = self._clock()
-        failed = self._failed.get(record["orthanc_id"])
-        if failed is None:
-            reason = reason[:MAX_REASON]
-            failed = FailedStudy(record["orthanc_id"], record["study_uid"], reason,
-                                 first_attempt=now, last_attempt=now, retries=0,
-                                 next_retry=now)
-            self._failed[record["orthanc_id"]] = failed
-        else:
-            failed.retries += 1
-            failed.reason, failed.last_attempt = reason[:MAX_REASON], now
-        failed.next_retry = now + back_off_delay(self._settings, failed.retries + 1)
-        self._publish_failed()
-        self._save_state()
-        self._log("error", f"GNU Health rejected study {record['study_uid']} (Orthanc "
-                           f"{record['orthanc_id']}): {reason}; kept in the failed list, "
-                           f"retried at {_iso(failed.next_retry)} or with POST "
-                           f"/gnuhealth/studies/{record['orthanc_id']}/sync")
-
-    def _publish_failed(self):
-        self.status.set_failed([f.to_json() for f in self._failed.values()])
-
     def _retry_failed(self):
-        now = self._clock()
-        for orthanc_id in [i for i, f in self._failed.items() if f.next_retry <= now]:
+        for orthanc_id in self._pending.due():
             record = self._fetch_study(orthanc_id)
             if record is None:
-                self._failed.pop(orthanc_id, None)
-                self._publish_failed()
-                self._save_state()
-                continue
-            self._push_isolating([record])
+                self._pending.forget(orthanc_id)
+            else:
+                self._push_isolating([record])
+
+    # ---- for the audit (audit.py) ----
+
+    def busy(self, orthanc_id):
+        """True for studies the worker handles already (receiving, failed)."""
+        return orthanc_id in self._pending.receiving or orthanc_id in self._pending.failed
+
+    def watch(self, orthanc_id, last_update):
+        self._pending.watch(orthanc_id, last_update)
+        self._pending.save()
+
+    def repair(self, orthanc_ids):
+        self._push_studies(orthanc_ids)
+
+    def mark_deleted(self, deleted):
+        self._push_deletions(deleted)
 
     # ---- on demand ----
 
@@ -512,89 +476,10 @@ class SyncWorker:
         try:
             self._push([record], [])
         except StudyRejected as error:
-            self._record_failure(record, str(error))
+            self._pending.record_failure(record, str(error))
             return {**answer, "result": "rejected", "reason": str(error)}
         except GnuHealthUnavailable as error:
             self.status.update(gnuhealth_reachable=False, last_error=str(error))
             return {**answer, "result": "unavailable", "reason": str(error)}
-        self._succeeded(record)
+        self._pending.succeeded(record)
         return {**answer, "result": "pushed"}
-
-    # ---- whole-archive resync ----
-
-    def _resync_step(self):
-        """Push one page of the archive; True while the resync goes on.
-
-        Orthanc pages /studies by offset: a study deleted meanwhile shifts
-        the later ones back, and a plain `since += limit` would skip them.
-        So each page is read from one page earlier and resumes after the
-        last study pushed; if that study is gone, the whole window is
-        pushed again (idempotent) rather than risk a gap."""
-        with self._lock:
-            state = dict(self._resync) if self._resync else None
-        if state is None:
-            return False
-        limit = self._settings.studies_per_push
-        window_start = max(0, state["since"] - limit)
-        ids = self._orthanc.get(f"/studies?since={window_start}&limit={2 * limit}") or []
-        last_id = state.get("last_id")
-        start = ids.index(last_id) + 1 if last_id in ids else 0
-        chunk = ids[start:start + limit]
-        self._push_studies(chunk)
-        done = state["done"] + len(chunk)
-        total = max(state["total"], done)
-        running = bool(chunk)
-        with self._lock:
-            self._resync = ({"since": window_start + start + len(chunk), "done": done,
-                             "total": total, "last_id": chunk[-1]}
-                            if running else None)
-        self.status.update(resync={"running": running, "done": done, "total": total})
-        if not running:
-            self._log("info", f"GNU Health: re-push of the archive finished ({done} studies)")
-            self._start_reconcile("resync")
-        return running
-
-    # ---- reconciliation: deletions nobody saw ----
-
-    def _start_reconcile(self, why):
-        if not self._reconcile_supported:
-            return
-        with self._lock:
-            self._reconcile = {"after": "", "checked": 0, "gone": 0, "why": why}
-        self.status.update(reconcile={"running": True, "checked": 0, "gone": 0})
-
-    def _reconcile_step(self):
-        """Compare one page of GNU Health's available studies with Orthanc;
-        True while there is more to compare."""
-        with self._lock:
-            state = dict(self._reconcile) if self._reconcile else None
-        if state is None:
-            return False
-        try:
-            ids = self._gnuhealth.available_studies(
-                self._settings.server_label, state["after"], RECONCILE_PAGE)
-        except (NotSupported, AttributeError) as error:
-            self._reconcile_supported = False
-            with self._lock:
-                self._reconcile = None
-            self.status.update(reconcile={"running": False, "checked": state["checked"],
-                                          "gone": state["gone"], "supported": False})
-            self._log("warning", f"GNU Health: cannot list its studies to find deletions "
-                                 f"missed while Orthanc was down ({error}); only deletions "
-                                 f"seen live are sent")
-            return False
-        gone = [{"level": "study", "orthanc_id": i} for i in ids
-                if self._orthanc.get(f"/studies/{i}") is None]
-        if gone:
-            self._push_deletions(gone)
-        checked, total_gone = state["checked"] + len(ids), state["gone"] + len(gone)
-        running = len(ids) == RECONCILE_PAGE
-        with self._lock:
-            self._reconcile = ({**state, "after": ids[-1], "checked": checked,
-                                "gone": total_gone} if running else None)
-        self.status.update(reconcile={"running": running, "checked": checked,
-                                      "gone": total_gone})
-        if not running and (total_gone or state["why"] != "start"):
-            self._log("info", f"GNU Health: reconciliation ({state['why']}) checked "
-                              f"{checked} studies, {total_gone} no longer in Orthanc")
-        return running

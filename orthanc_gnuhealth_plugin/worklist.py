@@ -15,37 +15,19 @@ import datetime
 import threading
 import time
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from io import BytesIO
-from types import MappingProxyType
-from typing import Mapping, Optional, Tuple
+from typing import Optional
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from .config import WorklistSettings
+
 MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
-# GNU Health's imaging test type codes that are not DICOM modalities.
-DEFAULT_MODALITIES = MappingProxyType({"XR": "DX"})
 # SpecificCharacterSet of every answer: UTF-8 says every name as it is.
 CHARSET = "ISO_IR 192"
-
-
-@dataclass(frozen=True)
-class WorklistSettings:
-    enabled: bool = True
-    refresh_interval: float = 10.0
-    max_staleness: float = 60.0
-    # GNU Health test type code -> DICOM Modality (others are used as is).
-    modalities: Mapping[str, str] = field(
-        default_factory=lambda: DEFAULT_MODALITIES, hash=False)
-    # DICOM Modality -> ScheduledStationAETitle, unless the imaging test
-    # names its own (health_imaging_worklist's AETitle).
-    station_aets: Mapping[str, str] = field(
-        default_factory=lambda: MappingProxyType({}), hash=False)
-    # Calling AE titles allowed to query; empty: every one Orthanc accepts.
-    allowed_calling_aets: Tuple[str, ...] = ()
-    order_states: Tuple[str, ...] = ("requested",)
 
 
 # ---- one order as a DICOM answer ----

@@ -61,8 +61,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_until(check, timeout, what, process=None):
-    "Poll `check` until it returns a true value; fail with `what` after `timeout`."
+def wait_until(check, timeout, what, process=None, interval=0.2):
+    """Poll `check` every `interval` s until it returns a true value; fail
+    with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         if process is not None and process.poll() is not None:
@@ -75,7 +76,7 @@ def wait_until(check, timeout, what, process=None):
             return result
         if time.monotonic() > deadline:
             raise TimeoutError(f'{what}: not ready after {timeout} s')
-        time.sleep(0.2)
+        time.sleep(interval)
 
 
 class Process:
@@ -211,6 +212,17 @@ class Trytond:
     def stop(self):
         if self.process:
             self.process.stop()
+
+    def kill(self):
+        if self.process:
+            self.process.kill()
+
+    def pause(self):
+        "SIGSTOP: it keeps its connections and answers nothing (a hung server)."
+        self.process.popen.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.process.popen.send_signal(signal.SIGCONT)
 
 
 # --- Orthanc ---------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""Faults against real servers: trytond down, Orthanc SIGKILLed, a study GNU
-Health rejects, deletions, a 500-study backfill. Each test starts its own
-trytond and Orthanc (scripts/stack.py) with short back-off delays."""
+"""Faults against real servers: trytond down, a study GNU Health rejects,
+deletions, a 500-study backfill. Each test starts its own trytond and Orthanc
+(scripts/stack.py) with short back-off delays. Orthanc or trytond SIGKILLed,
+a hung trytond, and the audit: test_convergence.py."""
 import sqlite3
 import time
 
@@ -64,33 +65,6 @@ def test_trytond_down_while_30_studies_arrive(fast_orthanc, trytond, gnuhealth, 
     assert status['gnuhealth_reachable'] is True and status['failed'] == []
 
 
-def test_orthanc_sigkilled_during_a_sync_of_50(tmp_path, trytond, gnuhealth, failure_logs):
-    # One study per RPC call: the sync of 50 takes long enough to be killed in.
-    orthanc = stack.Orthanc(tmp_path / 'orthanc', trytond.url,
-                            gnuhealth={**FAST, 'StudiesPerPush': 1})
-    failure_logs([orthanc, trytond])
-    orthanc.start()
-    try:
-        trytond.stop()  # so that the sync of the 50 starts when we say
-        orthanc.store(one_instance_studies(tmp_path / 'dicom', 50))
-        expected = orthanc_uids(orthanc)
-        trytond.start()
-        deadline = time.monotonic() + 60
-        while not orthanc.get('/gnuhealth/status')['last_push']:  # tight: ~1 ms a poll
-            assert time.monotonic() < deadline, 'the sync never began'
-        orthanc.kill()
-        at_kill = len(studies())
-        print(f'SIGKILL with {at_kill} of 50 studies in GNU Health')
-        assert 0 < at_kill < 50
-        orthanc.start()
-        wait_until(exactly_once(expected), 90, '50 studies exactly once after the restart')
-        series = Model.get('gnuhealth.radiology.series').find([])
-        instances = Model.get('gnuhealth.radiology.instance').find([])
-        assert (len(series), len(instances)) == (50, 50)
-    finally:
-        orthanc.stop()
-
-
 def test_rejected_study_is_failed_and_does_not_hold_back_20_others(
         fast_orthanc, gnuhealth, tmp_path):
     # An invalid StudyInstanceUID of 70 characters (DICOM allows 64): the
@@ -129,7 +103,8 @@ def test_deleting_a_study_and_a_series_shows_in_gnuhealth(fast_orthanc, gnuhealt
         study, = Study.find([('orthanc_id', '=', first)])
         series, = Series.find([('orthanc_id', '=', doomed_series)])
         return study.pacs_state == 'deleted' and series.pacs_state == 'deleted'
-    wait_until(gone, 10, 'the deletions in GNU Health')
+    # Seconds on an idle machine; a loaded 2-core CI runner needs margin.
+    wait_until(gone, 60, 'the deletions in GNU Health')
     print(f'deletions visible in GNU Health after {time.monotonic() - started:.1f} s')
     study, = Study.find([('orthanc_id', '=', first)])
     assert study.explorer_url is None and len(study.series) == 2  # the record stays

@@ -22,8 +22,11 @@ def orthanc_id(*parts):
 
 
 def settings(**overrides):
+    # No wait at gaps in the change log (the fake deletes changes with their
+    # resources, as Orthanc does with SQLite) and no audit, unless a test asks.
     values = dict(tryton_password="secret", batch_size=100, studies_per_push=20,
-                  retry_min_delay=1.0, retry_max_delay=60.0, poll_interval=0.05)
+                  retry_min_delay=1.0, retry_max_delay=60.0, poll_interval=0.05,
+                  change_gap_wait=0, audit_interval=0)
     values.update(overrides)
     return Settings(**values)
 
@@ -62,6 +65,8 @@ class FakeOrthanc:
         # Orthanc keeps IsStable in each node's memory, for its own receptions,
         # so on the other nodes every study looks stable.
         self.other_node = False
+        self.stable_age_seconds = 60  # Orthanc's StableAge
+        self._updates = 0  # LastUpdate changes with every instance stored
 
     # ---- building the archive, like C-STORE would ----
 
@@ -100,6 +105,8 @@ class FakeOrthanc:
             new.append(("NewPatient", "Patient", patient, "patients"))
             self.patients[patient] = {"ID": patient, "Studies": []}
         if instance not in self.instances:
+            self._updates += 1
+            self.studies[study]["LastUpdate"] = f"20261128T{self._updates:06d}"
             self.instances[instance] = {
                 "FileSize": 39068, "FileUuid": "65eb387a-1d29-4a14-882f-38f437056511",
                 "ID": instance, "IndexInSeries": len(self.series[series]["Instances"]) + 1,
@@ -144,6 +151,15 @@ class FakeOrthanc:
         self.changes = [c for c in self.changes if c["ID"] not in ids]
         return gone
 
+    def delete_series(self, series_id):
+        """Delete one series (the study stays), its changes with it."""
+        series = self.series.pop(series_id)
+        self.studies[series["ParentStudy"]]["Series"].remove(series_id)
+        for instance_id in series["Instances"]:
+            del self.instances[instance_id]
+        ids = {series_id, *series["Instances"]}
+        self.changes = [c for c in self.changes if c["ID"] not in ids]
+
     def replace_database(self):
         """A new, empty Orthanc database (restored backup, new index)."""
         self.__init__(self.plugins)
@@ -162,6 +178,9 @@ class FakeOrthanc:
     def set_cursor(self, cursor):
         self.cursor_writes.append(cursor)
         self.cursor_property = str(cursor)
+
+    def stable_age(self):
+        return self.stable_age_seconds
 
     def get_state(self):
         return json.loads(self.state_property) if self.state_property else {}
@@ -198,9 +217,10 @@ class FakeOrthanc:
         if url.path == "/studies":
             ids = sorted(self.studies)
             since, limit = int(query.get("since", 0)), int(query.get("limit", 0))
-            return ids[since:since + limit] if limit else ids
-        match = re.fullmatch(r"/(studies|series|instances)/([^/]+)(?:/(series|instances))?",
-                             url.path)
+            ids = ids[since:since + limit] if limit else ids
+            return [self.get(f"/studies/{i}") for i in ids] if "expand" in query else ids
+        match = re.fullmatch(
+            r"/(studies|series|instances)/([^/]+)(?:/(series|instances|statistics))?", url.path)
         if not match:
             raise AssertionError(f"the fake Orthanc does not serve {path}")
         level, resource_id, children = match.groups()
@@ -214,6 +234,9 @@ class FakeOrthanc:
         if children is None:
             return {**study, "IsStable": True} if self.other_node else study
         series = [self.series[i] for i in study["Series"]]
+        if children == "statistics":
+            return {"CountSeries": len(series),
+                    "CountInstances": sum(len(s["Instances"]) for s in series)}
         if children == "series":
             return series
         return [self.instances[i] for s in series for i in s["Instances"]]
@@ -237,7 +260,10 @@ class FakeGnuHealth:
         self.rejected_uids = set()
         self.calls = 0
         self.pacs_state = {}  # Orthanc study id -> "available" / "deleted"
+        self.records = {}  # Orthanc study id -> the study record last pushed
         self.can_list = True
+        self.can_summarize = True  # False: a GNU Health without audit_summary
+        self.summaries = []  # the ids of each audit_summary call
         self.orders = []  # what worklist_orders answers
 
     def open_imaging_orders(self, states):
@@ -255,6 +281,7 @@ class FakeGnuHealth:
         self.batches.append(batch)
         for study in batch["studies"]:
             self.pacs_state[study["orthanc_id"]] = "available"
+            self.records[study["orthanc_id"]] = study
         for gone in batch["deleted"]:
             if gone["level"] == "study" and gone["orthanc_id"] in self.pacs_state:
                 self.pacs_state[gone["orthanc_id"]] = "deleted"
@@ -266,6 +293,23 @@ class FakeGnuHealth:
             raise GnuHealthUnavailable("GNU Health at http://localhost:8000/ is unreachable")
         return sorted(i for i, state in self.pacs_state.items()
                       if state == "available" and i > after)[:limit]
+
+    def audit_summary(self, label, orthanc_ids):
+        if not self.can_summarize:
+            raise NotSupported("model.gnuhealth.radiology.study.audit_summary refused")
+        if self.unreachable:
+            raise GnuHealthUnavailable("GNU Health at http://localhost:8000/ is unreachable")
+        self.summaries.append(list(orthanc_ids))
+        return {i: self.summary(i) for i in orthanc_ids if i in self.records}
+
+    def summary(self, orthanc_id):
+        """What health_radiology's audit_summary answers (contract item 5)."""
+        record = self.records[orthanc_id]
+        return {"series": len(record["series"]),
+                "instances": sum(len(s["instances"]) for s in record["series"]),
+                "last_update": record["last_update"],
+                "reception": "complete" if record["complete"] else "receiving",
+                "pacs_state": self.pacs_state[orthanc_id]}
 
     def pushed_uids(self):
         return [s["study_uid"] for b in self.batches for s in b["studies"]]

@@ -1,8 +1,10 @@
 """The proteus client against a small XML-RPC server that answers like
 trytond 7.0 (session login, 401 on a bad session, Faults for errors)."""
 import base64
+import contextlib
 import socket
 import threading
+import time
 import xmlrpc.client
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -10,7 +12,7 @@ import pytest
 
 from orthanc_gnuhealth_plugin.errors import NotSupported
 from orthanc_gnuhealth_plugin.gnuhealth_client import (
-    GnuHealthClient, GnuHealthUnavailable, StudyRejected, classify)
+    GnuHealthClient, GnuHealthUnavailable, StudyLookup, StudyRejected, classify)
 
 from fakes import settings
 
@@ -25,6 +27,9 @@ class FakeTrytond:
         self.hang = False
         self.password = "secret"
         self.release = threading.Event()
+        self.summaries = []
+        # trytond answers 403 to a method that is not in the model's __rpc__.
+        self.methods = {"model.gnuhealth.radiology.study.audit_summary"}
         test = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -37,6 +42,8 @@ class FakeTrytond:
                 if method != "common.db.login" and not test.session_ok(self.headers):
                     # What trytond answers to an unknown or expired session.
                     return self._send(401, b"")
+                if method.endswith(".audit_summary") and method not in test.methods:
+                    return self._send(403, b"")
                 try:
                     body = xmlrpc.client.dumps((test.dispatch(method, params),),
                                                methodresponse=True, allow_none=True)
@@ -75,13 +82,18 @@ class FakeTrytond:
             return {"language": "en", "company": 1}
         if method == "model.gnuhealth.radiology.study.push_from_pacs":
             if self.hang:
-                self.release.wait(5)
+                self.release.wait(60)
             if self.fault:
                 raise self.fault
             batch, context = params
             assert context == {"language": "en", "company": 1}
             self.batches.append(batch)
             return {"studies": len(batch["studies"])}
+        if method == "model.gnuhealth.radiology.study.audit_summary":
+            label, ids, context = params
+            self.summaries.append((label, ids))
+            return {"a": {"series": 1, "instances": 2, "last_update": "20261201T093000",
+                          "reception": "complete", "pacs_state": "available"}}
         if method == "model.gnuhealth.imaging.test.request.worklist_orders":
             if self.fault:
                 raise self.fault
@@ -176,12 +188,65 @@ def test_unreachable_server():
         client.push({"studies": [], "deleted": []})
 
 
-def test_hung_server_times_out(trytond):
-    client = GnuHealthClient(settings(tryton_url=trytond.url, rpc_timeout=0.05))
-    client.push({"studies": [], "deleted": []})  # log in first
-    trytond.hang = True
-    with pytest.raises(GnuHealthUnavailable, match="unreachable"):
+@pytest.fixture
+def silent_server():
+    """A server that accepts connections and never answers (a hung trytond)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/", accepted
+    stop.set()
+    thread.join(5)
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+def test_a_server_that_never_answers_the_login_times_out(silent_server):
+    url, accepted = silent_server
+    client = GnuHealthClient(settings(tryton_url=url, rpc_timeout=1))
+    started = time.monotonic()
+    with pytest.raises(GnuHealthUnavailable, match="unreachable: timed out"):
         client.push({"studies": [], "deleted": []})
+    assert 1 <= time.monotonic() - started < 20
+    assert len(accepted) == 1
+
+
+def test_a_server_that_stops_answering_after_login_times_out(trytond):
+    client = GnuHealthClient(settings(tryton_url=trytond.url, rpc_timeout=1))
+    client.push({"studies": [], "deleted": []})  # log in first
+    trytond.hang = True  # answers only when the test ends
+    started = time.monotonic()
+    with pytest.raises(GnuHealthUnavailable, match="unreachable: timed out"):
+        client.push({"studies": [], "deleted": []})
+    assert 1 <= time.monotonic() - started < 20
+
+
+def test_audit_summary(trytond):
+    client = GnuHealthClient(settings(tryton_url=trytond.url))
+    assert client.audit_summary("orthanc", ["a", "b"]) == {
+        "a": {"series": 1, "instances": 2, "last_update": "20261201T093000",
+              "reception": "complete", "pacs_state": "available"}}
+    assert trytond.summaries == [("orthanc", ["a", "b"])]
+
+
+def test_audit_summary_missing_is_not_supported(trytond):
+    trytond.methods.discard("model.gnuhealth.radiology.study.audit_summary")
+    client = GnuHealthClient(settings(tryton_url=trytond.url))
+    with pytest.raises(NotSupported):
+        client.audit_summary("orthanc", ["a"])
 
 
 def test_classify():
@@ -196,3 +261,57 @@ def test_classify():
     missing = classify(xmlrpc.client.Fault(255, "'gnuhealth.radiology.study'"), s)
     assert isinstance(missing, GnuHealthUnavailable)
     assert "activate the module health_radiology" in str(missing)
+
+
+# ---- the study look-up of Orthanc Explorer's panel ----
+
+STUDY_ID = "8a8cf898-ca27c490-d0c7058c-929d0581-2bbf104d"
+LOOKUP_SETTINGS = settings(tryton_url="http://his:8000/", tryton_database="health")
+RECORD = {"id": 7, "reception": "complete", "pacs_state": "available",
+          "link_state": "linked", "link_note": "by PUID", "last_sync": None,
+          "party.": {"id": 3, "rec_name": "García, Ana"},
+          "patient.": {"id": 4, "rec_name": "García, Ana"}}
+
+
+class FakeServer:
+    def __init__(self, answers):
+        self.answers, self.calls = list(answers), []
+
+    def __getattr__(self, name):
+        def call(*args):
+            self.calls.append((name, args))
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        return call
+
+
+def lookup_with(server):
+    class Config:
+        context = {}
+    Config.server = server
+
+    @contextlib.contextmanager
+    def login(url, **kwargs):
+        yield Config
+    return StudyLookup(LOOKUP_SETTINGS, login=login)
+
+
+def test_lookup_asks_for_less_when_fields_are_not_readable():
+    server = FakeServer([xmlrpc.client.Fault(1, 'You are not allowed to access "Request"'),
+                         [RECORD], [RECORD]])
+    lookup = lookup_with(server)
+    assert lookup.find(STUDY_ID) == RECORD
+    assert lookup.find(STUDY_ID) == RECORD
+    fields = [args[4] for _, args in server.calls]
+    assert "imaging_request.rec_name" in fields[0]
+    assert "imaging_request.rec_name" not in fields[1] and fields[1] == fields[2]
+    assert server.calls[0][1][0] == [("server.label", "=", "orthanc"),
+                                     ("orthanc_id", "=", STUDY_ID)]
+
+
+def test_lookup_reports_unreachable():
+    lookup = lookup_with(FakeServer([ConnectionRefusedError("refused")]))
+    with pytest.raises(GnuHealthUnavailable):
+        lookup.find(STUDY_ID)

@@ -61,6 +61,7 @@ def test_real_orthanc_study():
         "accession_issuer": None,
         "modalities": "CT",
         "complete": True,
+        "last_update": "20261128T152119",  # the study's LastUpdate above
         "series": [{
             "orthanc_id": "93034833-163e42c3-bc9a428b-194620cf-2c5799e5",
             "series_uid": "1.3.6.1.4.1.5962.1.3.1.1.20040119072730.12322",

@@ -12,7 +12,7 @@ import fake_orthanc_module
 from fakes import FakeGnuHealth, FakeOrthanc
 from test_worklist import as_bytes, make_order, query
 
-CONFIG = {"Name": "test", "GnuHealth": {
+CONFIG = {"Name": "test", "StableAge": 5, "GnuHealth": {
     "TrytonPassword": "pw", "PublicUrl": "https://pacs.example/", "PollInterval": 30,
     "RetryMinDelay": 0.1, "RetryMaxDelay": 0.2, "RpcTimeout": 2}}
 
@@ -73,8 +73,12 @@ def test_nothing_touches_the_database_before_orthanc_started(load, archive):
     orthanc, plugin = load()
     assert archive.requests == [] and orthanc.properties == {}
     assert plugin.worker is None
-    # Changes before the start (there are none in practice) are ignored.
+    # Changes before the start (there are none in practice) are ignored:
+    # no worker, no thread, no REST call, no property written.
     orthanc.on_change(orthanc.ChangeType.NEW_INSTANCE, orthanc.ResourceType.INSTANCE, "x")
+    orthanc.on_change(orthanc.ChangeType.DELETED, orthanc.ResourceType.STUDY, "x")
+    assert plugin.worker is None and plugin.thread is None
+    assert archive.requests == [] and orthanc.properties == {}
 
 
 def test_lifecycle_changes_and_routes(load, archive, gnuhealth):
@@ -91,6 +95,8 @@ def test_lifecycle_changes_and_routes(load, archive, gnuhealth):
 
         status = orthanc.call("/gnuhealth/status").json()
         assert status["cursor"] == 4 and status["pending"] == 0
+        assert status["receiving"] == 1 and status["audit"]["supported"] is True
+        assert plugin.adapter.stable_age() == 5  # from Orthanc's configuration
         assert status["gnuhealth_reachable"] is True
         assert orthanc.call("/gnuhealth/status", "POST").status == 405
 

@@ -2,7 +2,8 @@ import threading
 
 import pytest
 
-from orthanc_gnuhealth_plugin.sync import SyncWorker, back_off_delay
+from orthanc_gnuhealth_plugin.pending import back_off_delay
+from orthanc_gnuhealth_plugin.sync import STABLE_GRACE, SyncWorker
 
 from fakes import FakeClock, FakeGnuHealth, FakeOrthanc, settings
 
@@ -393,15 +394,31 @@ def test_thread_survives_unexpected_errors(gnuhealth, log):
     assert len([line for line in log.at("error") if "boom" in line]) == 2
 
 
+class WaitWatch(threading.Event):
+    """The worker's wake event, telling the test when the worker waits on it."""
+
+    def __init__(self):
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout=None):
+        self.waiting.set()
+        return super().wait(timeout)
+
+
 def test_wake_interrupts_the_poll_wait(orthanc, gnuhealth, log):
     worker = SyncWorker(settings(poll_interval=30), orthanc, gnuhealth, log)
+    worker._wake = WaitWatch()
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
-        threading.Event().wait(0.05)
+        # The worker found nothing and sleeps for up to 30 s: only the wake
+        # can make it push within the 5 s below.
+        assert worker._wake.waiting.wait(5)
+        assert gnuhealth.calls == 0
         orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
         worker.wake()
-        for _ in range(100):
+        for _ in range(500):
             if gnuhealth.batches:
                 break
             threading.Event().wait(0.01)
@@ -438,3 +455,118 @@ def test_iso_2022_text_is_pushed_as_pydicom_reads_it_at_one_read_per_study(
     assert gnuhealth.batches[-1]["studies"][0]["orthanc_id"] == study_id
     assert gnuhealth.batches[-1]["studies"][0]["dicom_patient_name"] == "やまだ^たろう"
     assert [p for p in orthanc.requests if "/content/" in p] == reads
+
+
+# ---- completeness that survives a crash ----
+
+def pushed(gnuhealth):
+    return [(s["complete"], sum(len(se["instances"]) for se in s["series"]))
+            for b in gnuhealth.batches for s in b["studies"]]
+
+
+def test_a_study_cut_by_a_crash_is_complete_after_stable_age(orthanc, gnuhealth, clock, log):
+    [study_id] = store_studies(orthanc, 1, instances=2)
+    run_until_idle(make_worker(orthanc, gnuhealth, clock, log))
+    assert list(orthanc.get_state()["receiving"]) == [study_id]
+    # Orthanc is killed: its stability timers are gone, no StableStudy will
+    # come, and after the restart IsStable says true.
+    orthanc.studies[study_id]["IsStable"] = True
+    restarted = make_worker(orthanc, gnuhealth, clock, log)
+    clock.advance(orthanc.stable_age() + STABLE_GRACE - 1)
+    run_until_idle(restarted)
+    assert restarted.status.get("receiving") == 1
+    assert pushed(gnuhealth) == [(False, 2)]
+    clock.advance(1)
+    run_until_idle(restarted)
+    assert pushed(gnuhealth) == [(False, 2), (True, 2)]
+    assert orthanc.get_state()["receiving"] == {}
+    assert restarted.status.get("receiving") == 0
+    assert any("1.2.3.0" in line and "had no new instance for 65 s and no StableStudy"
+               in line for line in log.at("info"))
+
+
+def test_a_new_instance_restarts_the_quiet_time(orthanc, gnuhealth, clock, log):
+    orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    clock.advance(50)
+    orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.2")  # only a NewInstance change
+    run_until_idle(worker)
+    clock.advance(15)
+    run_until_idle(worker)  # 65 s since the first sight: LastUpdate moved
+    assert pushed(gnuhealth) == [(False, 1)]
+    clock.advance(64)
+    run_until_idle(worker)
+    assert pushed(gnuhealth) == [(False, 1)]
+    clock.advance(1)
+    run_until_idle(worker)
+    assert pushed(gnuhealth) == [(False, 1), (True, 2)]
+
+
+def test_stable_study_ends_the_watch(orthanc, gnuhealth, clock, log):
+    store_studies(orthanc, 1)
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    orthanc.stabilize()
+    run_until_idle(worker)
+    assert orthanc.get_state()["receiving"] == {}
+    clock.advance(3600)
+    run_until_idle(worker)
+    assert pushed(gnuhealth) == [(False, 1), (True, 1)]
+
+
+def test_the_wait_ends_when_a_quiet_study_is_due(orthanc, gnuhealth, clock, log):
+    store_studies(orthanc, 1)
+    worker = make_worker(orthanc, gnuhealth, clock, log, poll_interval=3600)
+    run_until_idle(worker)
+    clock.advance(15)
+    assert worker._next_deadline() - clock.now == 60 + STABLE_GRACE - 15
+
+
+# ---- gaps in the change numbers ----
+
+def hide_changes(orthanc, study_id):
+    """The study's changes, taken out of the log as if another node's
+    transaction had not committed them yet."""
+    hidden = [c for c in orthanc.changes if c["ID"] == study_id or
+              orthanc.series.get(c["ID"], {}).get("ParentStudy") == study_id or
+              c["ID"] in {i for s in orthanc.studies[study_id]["Series"]
+                          for i in orthanc.series[s]["Instances"]}]
+    orthanc.changes = [c for c in orthanc.changes if c not in hidden]
+    return hidden
+
+
+def test_the_cursor_waits_at_a_gap_for_the_missing_changes(orthanc, gnuhealth, clock, log):
+    first = orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1", patient_id="A")
+    late = orthanc.store("1.2.4", "1.2.4.1", "1.2.4.1.1", patient_id="B")
+    hidden = hide_changes(orthanc, late)
+    third = orthanc.store("1.2.5", "1.2.5.1", "1.2.5.1.1", patient_id="C")
+    worker = make_worker(orthanc, gnuhealth, clock, log, change_gap_wait=10)
+    run_until_idle(worker)
+    assert [s["orthanc_id"] for b in gnuhealth.batches for s in b["studies"]] == [first]
+    assert orthanc.cursor_property == "4"
+    assert worker._next_deadline() == clock.now + 10
+    clock.advance(5)
+    orthanc.changes = sorted(orthanc.changes + hidden, key=lambda c: c["Seq"])
+    run_until_idle(worker)
+    assert [s["orthanc_id"] for b in gnuhealth.batches[1:] for s in b["studies"]] == [
+        late, third]
+    assert orthanc.cursor_property == str(orthanc.last_seq)
+
+
+def test_a_gap_that_never_fills_is_passed_after_the_wait(orthanc, gnuhealth, clock, log):
+    orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1", patient_id="A")
+    late = orthanc.store("1.2.4", "1.2.4.1", "1.2.4.1.1", patient_id="B")
+    hide_changes(orthanc, late)  # a rolled-back transaction, say
+    third = orthanc.store("1.2.5", "1.2.5.1", "1.2.5.1.1", patient_id="C")
+    worker = make_worker(orthanc, gnuhealth, clock, log, change_gap_wait=10)
+    run_until_idle(worker)
+    clock.advance(9.9)
+    run_until_idle(worker)
+    assert orthanc.cursor_property == "4"
+    clock.advance(0.1)
+    run_until_idle(worker)
+    assert [s["orthanc_id"] for b in gnuhealth.batches[1:] for s in b["studies"]] == [third]
+    assert orthanc.cursor_property == str(orthanc.last_seq)
+    assert ("GNU Health: change(s) 5 to 7 did not appear in Orthanc's log within 10 s; "
+            "moving on (a resource deleted, or a transaction rolled back)") in log.at("info")

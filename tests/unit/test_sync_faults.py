@@ -1,4 +1,4 @@
-"""Faults: restarts, deletions nobody saw, resync under deletion, DB outages."""
+"""Faults: restarts, resync under deletion, DB outages (deletions nobody saw: test_audit.py)."""
 import threading
 import xmlrpc.client
 
@@ -23,7 +23,7 @@ def test_noted_deletions_are_persisted_before_they_are_sent_and_survive_a_crash(
     assert worker.status.to_json()["pending_deletions"] == 3
     # Orthanc is killed; a new worker (new process) reads the state.
     gnuhealth.unreachable = False
-    restarted = make_worker(orthanc, gnuhealth, clock, log, reconcile=False)
+    restarted = make_worker(orthanc, gnuhealth, clock, log)
     run_until_idle(restarted)
     assert [d["level"] for d in gnuhealth.deleted()] == ["study", "series", "instance"]
     assert orthanc.get_state()["deleted"] == []
@@ -47,48 +47,10 @@ def test_failed_list_survives_a_restart_and_is_retried_at_once():
     assert gnuhealth.pushed_uids().count("1.2.3.0") == 1
 
 
-def test_reconciliation_marks_studies_deleted_while_nobody_watched():
-    orthanc, gnuhealth, clock, log = FakeOrthanc(), FakeGnuHealth(), FakeClock(), Log()
-    ids = store_studies(orthanc, 5)
-    run_until_idle(make_worker(orthanc, gnuhealth, clock, log))
-    # Deleted while Orthanc's plugin was down (or by a node that crashed).
-    orthanc.delete_study(ids[1])
-    orthanc.delete_study(ids[3])
-    worker = make_worker(orthanc, gnuhealth, clock, log)
-    run_until_idle(worker)
-    assert sorted(d["orthanc_id"] for d in gnuhealth.deleted()) == sorted([ids[1], ids[3]])
-    assert worker.status.to_json()["reconcile"] == {"running": False, "checked": 5, "gone": 2}
-
-
-def test_reconciliation_pages_through_a_large_archive(monkeypatch):
-    import orthanc_gnuhealth_plugin.sync as sync
-    monkeypatch.setattr(sync, "RECONCILE_PAGE", 3)
-    orthanc, gnuhealth, clock, log = FakeOrthanc(), FakeGnuHealth(), FakeClock(), Log()
-    ids = store_studies(orthanc, 10)
-    run_until_idle(make_worker(orthanc, gnuhealth, clock, log))
-    for study_id in ids[::3]:
-        orthanc.delete_study(study_id)
-    worker = make_worker(orthanc, gnuhealth, clock, log)
-    run_until_idle(worker)
-    assert sorted(d["orthanc_id"] for d in gnuhealth.deleted()) == sorted(ids[::3])
-    assert worker.status.to_json()["reconcile"]["checked"] == 10
-
-
-def test_reconciliation_without_access_degrades_to_live_deletions():
-    orthanc, gnuhealth, clock, log = FakeOrthanc(), FakeGnuHealth(), FakeClock(), Log()
-    store_studies(orthanc, 2)
-    gnuhealth.can_list = False
-    worker = make_worker(orthanc, gnuhealth, clock, log)
-    run_until_idle(worker)
-    assert sorted(gnuhealth.pushed_uids()) == ["1.2.3.0", "1.2.3.1"]
-    assert worker.status.to_json()["reconcile"]["supported"] is False
-    assert any("cannot list" in line for line in log.at("warning"))
-
-
 def test_resync_skips_nothing_when_studies_are_deleted_meanwhile():
     orthanc, gnuhealth, clock, log = FakeOrthanc(), FakeGnuHealth(), FakeClock(), Log()
     ids = sorted(store_studies(orthanc, 12))
-    worker = make_worker(orthanc, gnuhealth, clock, log, studies_per_push=3, reconcile=False)
+    worker = make_worker(orthanc, gnuhealth, clock, log, studies_per_push=3)
     run_until_idle(worker)
     gnuhealth.batches.clear()
     worker.start_resync()
@@ -104,7 +66,7 @@ def test_resync_skips_nothing_when_studies_are_deleted_meanwhile():
 def test_resync_survives_the_last_pushed_study_being_deleted():
     orthanc, gnuhealth, clock, log = FakeOrthanc(), FakeGnuHealth(), FakeClock(), Log()
     ids = sorted(store_studies(orthanc, 9))
-    worker = make_worker(orthanc, gnuhealth, clock, log, studies_per_push=3, reconcile=False)
+    worker = make_worker(orthanc, gnuhealth, clock, log, studies_per_push=3)
     run_until_idle(worker)
     gnuhealth.batches.clear()
     worker.start_resync()
