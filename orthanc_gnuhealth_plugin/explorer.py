@@ -82,15 +82,29 @@ def describe(orthanc_id, study, failed, record, error, settings, model, text):
     else:
         receiving = record.get("reception") == "receiving"
         state["state"] = "receiving" if receiving else "synced"
-        where = (f"linked to {state['patient']}" if state["link_state"] == "linked"
-                 else "not linked to a patient: radiology staff link it in GNU "
-                      "Health (Radiology > Unmatched Studies)"
-                 if state["link_state"] in ("unmatched", "conflict") else "")
+        where = _where(state)
         state["message"] = (
             f"The study {name} is in GNU Health"
             + (" (still receiving images)" if receiving else "")
             + (f", {where}." if where else "."))
     return state
+
+
+def _where(state):
+    "Where the study stands with its patient, and what staff do about it."
+    staff = "radiology staff decide in GNU Health (Radiology > Unmatched Studies)"
+    if state["link_state"] == "linked":
+        return f"linked to {state['patient']}"
+    if state["link_state"] == "conflict":
+        # A conflict keeps an earlier link until a person decides (clinicians
+        # no longer see the study meanwhile): say both.
+        kept = (f", and its link to {state['patient']} stays until they do"
+                if state["patient"] else "")
+        return (f"IN CONFLICT: {state['link_note'] or 'contradicting evidence'}; "
+                f"{staff}{kept}")
+    if state["link_state"] == "unmatched":
+        return f"not linked to a patient: {staff}"
+    return ""
 
 
 def _text(value):

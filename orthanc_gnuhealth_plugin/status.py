@@ -21,6 +21,9 @@ class Status:
             "audit": {"running": False, "checked": 0, "repaired": 0,
                       "last_full_pass": None, "supported": True},
             "pending_deletions": 0,
+            # Studies GNU Health holds in conflict, as its answer to their
+            # last push said: [{"orthanc_id", "note"}]; staff resolve them.
+            "conflicts": [],
             # Studies pushed as still receiving, waiting for StableStudy or
             # StableAge seconds without a new instance.
             "receiving": 0,

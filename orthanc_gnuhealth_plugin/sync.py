@@ -79,6 +79,7 @@ class SyncWorker:
         # Where Orthanc misdecodes text (ISO 2022), pydicom reads it: dicom_text.py.
         self._text = text or dicom_text.TextReader(orthanc.get_raw, log)
         self._viewers = None  # installed viewer names, read from Orthanc on first run
+        self._conflicts = {}  # Orthanc study id -> GNU Health's conflict note
         self.status = Status()
         self._wake = threading.Event()  # something changed in Orthanc
         self._urgent = threading.Event()  # a user asked for something, or stop
@@ -405,12 +406,26 @@ class SyncWorker:
     def _push(self, records, deleted):
         batch = {"server": self._server(), "studies": records, "deleted": deleted}
         try:
-            self._gnuhealth.push(batch)
+            answer = self._gnuhealth.push(batch)
         except StudyRejected:
             self.status.update(gnuhealth_reachable=True)  # it answered
             raise
         self.status.update(gnuhealth_reachable=True, last_push={
             "at": iso(self._clock()), "studies": len(records), "deleted": len(deleted)})
+        self._note_conflicts(records, answer)
+
+    def _note_conflicts(self, records, answer):
+        """Keep GNU Health's word on the studies it holds in conflict (a UID
+        under two PatientIDs, contradicting evidence), as of their last push,
+        so the status says what the Explorer panel says."""
+        conflicts = answer.get("conflicts") if isinstance(answer, dict) else None
+        if not isinstance(conflicts, dict):
+            return  # a health_radiology older than the conflicts answer
+        for record in records:
+            self._conflicts.pop(record["orthanc_id"], None)
+        self._conflicts.update(conflicts)
+        self.status.update(conflicts=[{"orthanc_id": orthanc_id, "note": note}
+                                      for orthanc_id, note in sorted(self._conflicts.items())])
 
     def _server(self):
         settings = self._settings

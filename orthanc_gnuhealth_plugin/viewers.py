@@ -39,20 +39,22 @@ def installed_viewers(plugin_names):
 
 
 def study_viewers(orthanc_get, templates, public_url, study_id):
-    """{viewer: URL} for an Orthanc study id, or None if Orthanc does not
-    know the study. Only the viewers this Orthanc serves get a link
-    (installed_viewers): a clinician never gets a link that leads nowhere.
-    The series-level viewer opens the lowest-numbered series."""
+    """{viewer: URL or None} for an Orthanc study id, or None if Orthanc does
+    not know the study. Every configured viewer is named (scripts may rely on
+    the names), but only those this Orthanc serves (installed_viewers) get a
+    URL: a clinician never gets a link that leads nowhere. The series-level
+    viewer opens the lowest-numbered series."""
     study = orthanc_get(f"/studies/{study_id}")
     if study is None:
         return None
     installed = installed_viewers(orthanc_get("/plugins"))
-    templates = {name: t for name, t in templates.items() if name in installed}
     series = orthanc_get(f"/studies/{study_id}/series") or []
     first = min(series, key=_series_order, default=None)
-    return viewer_urls(templates, public_url,
+    urls = viewer_urls({name: t for name, t in templates.items() if name in installed},
+                       public_url,
                        mapping.uid((study.get("MainDicomTags") or {}).get("StudyInstanceUID")),
                        study_id, first and first.get("ID"))
+    return {name: urls.get(name) for name in templates}
 
 
 def _series_order(series):

@@ -101,8 +101,9 @@ def test_studies_arrive_once_with_series_instances_and_viewer_links(
         first_series = min(study.series, key=lambda s: (s.number or 0, s.id))
         # The test Orthanc serves Orthanc Explorer and the Web Viewer
         # (stack.py's Plugins), no OHIF, Stone nor Orthanc Explorer 2:
-        # neither the route nor GNU Health offers those.
+        # neither the route nor GNU Health offers a link to those.
         expected = {
+            'ohif': None, 'stone': None, 'oe2': None,
             'explorer': f'{base}/app/explorer.html#study?uuid={study.orthanc_id}',
             'webviewer': f'{base}/web-viewer/app/viewer.html?series={first_series.orthanc_id}',
         }

@@ -265,6 +265,7 @@ class FakeGnuHealth:
         self.can_summarize = True  # False: a GNU Health without audit_summary
         self.summaries = []  # the ids of each audit_summary call
         self.orders = []  # what worklist_orders answers
+        self.conflicts = {}  # Orthanc study id -> note: what push answers in "conflicts"
 
     def open_imaging_orders(self, states):
         if self.unreachable:
@@ -285,6 +286,8 @@ class FakeGnuHealth:
         for gone in batch["deleted"]:
             if gone["level"] == "study" and gone["orthanc_id"] in self.pacs_state:
                 self.pacs_state[gone["orthanc_id"]] = "deleted"
+        return {"studies": {s["orthanc_id"]: n for n, s in enumerate(batch["studies"], 1)},
+                "conflicts": dict(self.conflicts)}
 
     def available_studies(self, label, after, limit):
         if not self.can_list:

@@ -67,3 +67,13 @@ def test_not_synced_and_unreachable():
 
 def test_javascript_is_shipped():
     assert "Send to GNU Health now" in explorer.javascript()
+
+
+def test_a_conflict_says_why_and_who_decides():
+    note = "the same study UID 1.2.3 arrived for patients A and B"
+    state = describe(STUDY, [], dict(RECORD, link_state="conflict", link_note=note), None)
+    assert state["message"] == (
+        "The study CT chest 20040119 of García Ana is in GNU Health, IN CONFLICT: "
+        "the same study UID 1.2.3 arrived for patients A and B; radiology staff "
+        "decide in GNU Health (Radiology > Unmatched Studies), and its link to "
+        "García, Ana stays until they do.")

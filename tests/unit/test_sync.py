@@ -570,3 +570,23 @@ def test_a_gap_that_never_fills_is_passed_after_the_wait(orthanc, gnuhealth, clo
     assert orthanc.cursor_property == str(orthanc.last_seq)
     assert ("GNU Health: change(s) 5 to 7 did not appear in Orthanc's log within 10 s; "
             "moving on (a resource deleted, or a transaction rolled back)") in log.at("info")
+
+
+# ---- conflicts GNU Health reports ----
+
+def test_the_status_lists_the_studies_gnu_health_holds_in_conflict(
+        orthanc, gnuhealth, clock, log):
+    # One StudyInstanceUID under two PatientIDs: two Orthanc studies.
+    first = orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1", patient_id="A")
+    second = orthanc.store("1.2.3", "1.2.3.2", "1.2.3.2.1", patient_id="B")
+    note = "the same study UID 1.2.3 arrived for patients A and B"
+    gnuhealth.conflicts = {first: note, second: note}
+    worker = make_worker(orthanc, gnuhealth, clock, log)
+    run_until_idle(worker)
+    assert worker.status.to_json()["conflicts"] == sorted(
+        [{"orthanc_id": first, "note": note}, {"orthanc_id": second, "note": note}],
+        key=lambda c: c["orthanc_id"])
+    # Staff settled the first: its next push no longer names it.
+    gnuhealth.conflicts = {second: note}
+    assert worker.sync_study(first)["result"] == "pushed"
+    assert worker.status.to_json()["conflicts"] == [{"orthanc_id": second, "note": note}]

@@ -50,7 +50,8 @@ def test_study_viewers_only_link_to_installed_viewers():
         orthanc = FakeOrthanc(plugins=plugins)
         study = orthanc.store("1.2.3", "1.2.3.1", "a")
         urls = study_viewers(orthanc.get, DEFAULT_VIEWER_TEMPLATES, "http://pacs", study)
-        assert set(urls) == expected, plugins
+        assert set(urls) == set(DEFAULT_VIEWER_TEMPLATES), plugins  # every name, ...
+        assert {name for name, url in urls.items() if url} == expected, plugins  # ... a URL if served
         assert urls["explorer"] == f"http://pacs/app/explorer.html#study?uuid={study}"
 
 
@@ -58,8 +59,9 @@ def test_study_viewers_leave_out_a_custom_template_orthanc_does_not_serve():
     orthanc = FakeOrthanc(plugins=["web-viewer"])
     study = orthanc.store("1.2.3", "1.2.3.1", "a")
     templates = {**DEFAULT_VIEWER_TEMPLATES, "elsewhere": "https://viewer.example/{study_uid}"}
-    assert set(study_viewers(orthanc.get, templates, "http://pacs", study)) == {
-        "explorer", "webviewer"}
+    urls = study_viewers(orthanc.get, templates, "http://pacs", study)
+    assert urls["elsewhere"] is None
+    assert {name for name, url in urls.items() if url} == {"explorer", "webviewer"}
 
 
 def test_unknown_study_has_no_viewers():
