@@ -362,6 +362,51 @@ class IdentityImagingTestCase(DBTestCase):
     create_request = base.HealthRadiologyImagingTestCase.create_request
 
     @with_transaction()
+    def test_clinicians_cannot_open_a_study_in_conflict(self):
+        "Only radiology staff read a study in conflict, whatever the path"
+        pool = Pool()
+        Study = pool.get('gnuhealth.radiology.study')
+        Series = pool.get('gnuhealth.radiology.series')
+        Instance = pool.get('gnuhealth.radiology.instance')
+        User = pool.get('res.user')
+        ModelData = pool.get('ir.model.data')
+        anna = self.create_patient("Anna")
+        bert = self.create_patient("Bert")
+        Study.push_from_pacs(collision_batch(anna.party.ref))
+        linked, = Study.search([])
+        self.assertEqual((linked.link_state, linked.patient), ('linked', anna))
+        Study.push_from_pacs(collision_batch(anna.party.ref, bert.party.ref))
+        self.assertEqual(
+            {(s.link_state, s.patient) for s in Study.search([])},
+            {('conflict', anna), ('conflict', None)})
+
+        def user(login, *groups):
+            user, = User.create([{'name': login, 'login': login, 'groups': [
+                            ('add', [ModelData.get_id(*g.split('.'))
+                                    for g in groups])]}])
+            return user
+        doctor = user('doctor', 'health.group_health_doctor')
+        radiologist = user('radiologist', 'health.group_health_doctor',
+            'health_radiology.group_radiology_staff')
+        models = [Study, Series, Instance]
+        everything = [len(M.search([])) for M in models]
+        for login, expected in [(doctor, [0, 0, 0]), (radiologist, everything)]:
+            with Transaction().set_user(login.id), \
+                    Transaction().set_context(_check_access=True):
+                self.assertEqual(
+                    [len(M.search([])) for M in models], expected, login.login)
+        with Transaction().set_user(doctor.id), \
+                Transaction().set_context(_check_access=True), \
+                self.assertRaises(AccessError):
+            Study.read([linked.id], ['link_state'])
+
+        # Radiology staff settle it: the study is the clinicians' again.
+        Study.write([Study(linked.id)], {'patient': anna.id})
+        with Transaction().set_user(doctor.id), \
+                Transaction().set_context(_check_access=True):
+            self.assertEqual(Study.search([]), [Study(linked.id)])
+
+    @with_transaction()
     def test_accession_with_foreign_patient_id(self):
         "An accession equal to an order code with an outside PatientID"
         patient = self.create_patient("Zoë")
