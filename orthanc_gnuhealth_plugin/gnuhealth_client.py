@@ -1,5 +1,5 @@
 """Every call to GNU Health over XML-RPC (proteus): the pushes, the lists
-for reconciliation and the worklist, and the look-up of one study.
+for the audit and the worklist, and the look-up of one study.
 
 proteus keeps its configuration per thread, so each thread logs in once
 with a session (a password on every call costs a ~270 ms scrypt check on
@@ -156,7 +156,7 @@ class GnuHealthClient:
     def available_studies(self, label, after, limit):
         """Orthanc ids of the studies of server `label` that GNU Health shows
         as available in the PACS, ordered, greater than `after`, at most
-        `limit` (for reconciliation). Uses the standard search_read, which
+        `limit` (for the audit). Uses the standard search_read, which
         the sync group may read; raises NotSupported when it may not."""
         domain = [("server.label", "=", label), ("pacs_state", "=", "available"),
                   ("orthanc_id", "!=", None)]

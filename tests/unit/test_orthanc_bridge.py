@@ -178,3 +178,30 @@ def test_only_the_bridge_imports_orthanc():
     importers = sorted(p.name for p in package.rglob("*.py")
                        if "import orthanc\n" in p.read_text())
     assert importers == ["orthanc_bridge.py"]
+
+
+def test_sync_route_answers_queued_while_the_worker_is_stuck(load, archive, gnuhealth,
+                                                             monkeypatch):
+    release = threading.Event()
+    blocked = threading.Event()
+
+    def stuck_push(batch):  # a trytond that takes as long as RpcTimeout allows
+        blocked.set()
+        release.wait(30)
+    gnuhealth.push = stuck_push
+    study = archive.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
+    orthanc, plugin = load({**CONFIG, "GnuHealth": {**CONFIG["GnuHealth"], "RpcTimeout": 120}})
+    bridge = sys.modules["orthanc_gnuhealth_plugin.orthanc_bridge"]
+    # Well under the 30 s after which HTTP clients commonly give up,
+    # whatever RpcTimeout is; shortened here so the test is quick.
+    assert bridge._SYNC_WAIT <= 10
+    monkeypatch.setattr(bridge, "_SYNC_WAIT", 0.2)
+    ct, rt = orthanc.ChangeType, orthanc.ResourceType
+    orthanc.on_change(ct.ORTHANC_STARTED, rt.NONE, "")
+    try:
+        assert blocked.wait(5)
+        answer = orthanc.call(f"/gnuhealth/studies/{study}/sync", "POST").json()
+        assert answer["result"] == "queued"
+    finally:
+        release.set()
+        orthanc.on_change(ct.ORTHANC_STOPPED, rt.NONE, "")
