@@ -11,7 +11,7 @@ Plain Python with injected dependencies:
 - `clock`: seconds since the epoch (time.time), for back-off and status.
 
 What to push comes from Orthanc's /changes log, read from the persisted
-cursor. The cursor only moves after GNU Health accepted every study of the
+cursor (change_log.py). The cursor only moves after GNU Health accepted every study of the
 page, so a crash or an outage replays the page (pushes are idempotent).
 When the change numbers jump, the cursor waits up to ChangeGapWait seconds
 at the gap for the missing numbers (a PostgreSQL cluster can commit N+1
@@ -37,14 +37,15 @@ from mapping.map_study], "deleted": [{"level", "orthanc_id"}]}. Deletions
 are sent only for resources Orthanc still does not have when they are
 sent (a study deleted then received again stays available).
 """
-import queue
 import threading
 import time
 import traceback
 
 from . import changes, dicom_text, mapping, viewers
 from .audit import Audit
+from .change_log import ChangeLog
 from .errors import GnuHealthUnavailable, StudyRejected
+from .on_demand import OnDemand
 from .pending import Pending, back_off_delay, iso
 from .resync import Resync
 from .status import Status
@@ -57,16 +58,6 @@ _PATHS = {"study": "studies", "series": "series", "instance": "instances"}
 # itself: Orthanc checks stability about once a second, so its own
 # StableStudy comes first whenever Orthanc did not restart meanwhile.
 STABLE_GRACE = 5
-
-
-class _Request:
-    """An on-demand sync asked by a REST call, answered by the worker thread
-    (proteus sessions are per thread: all RPC stays in the worker)."""
-
-    def __init__(self, orthanc_id):
-        self.orthanc_id = orthanc_id
-        self.done = threading.Event()
-        self.result = None
 
 
 class SyncWorker:
@@ -84,12 +75,12 @@ class SyncWorker:
         self._wake = threading.Event()  # something changed in Orthanc
         self._urgent = threading.Event()  # a user asked for something, or stop
         self._stopping = threading.Event()
-        self._requests = queue.Queue()
+        self._on_demand = OnDemand(wake=self._wake_urgently)
         self._pending = Pending(settings, orthanc, self.status, log, clock)
         self._audit = Audit(settings, orthanc, gnuhealth, self.status, log, clock, self)
-        self._cursor = None
+        self._changes = ChangeLog(settings, orthanc, self.status, log, clock,
+                                  on_restart=self._audit.restart)
         self._quiet_after = None  # StableAge + STABLE_GRACE, read at the first run
-        self._gap = None  # (first missing change number, clock when first seen)
         self._failures = 0  # consecutive cycles that could not reach GNU Health
         self._next_attempt = 0.0
         self._resync = Resync(settings, orthanc, self.status, log,
@@ -109,27 +100,23 @@ class SyncWorker:
 
     def stop(self):
         self._stopping.set()
-        self._urgent.set()
-        self._wake.set()
+        self._wake_urgently()
 
     def start_resync(self):
         """Begin re-pushing the whole archive; False if one is running."""
         started = self._resync.start()
         if started:
-            self._urgent.set()
-            self._wake.set()
+            self._wake_urgently()
         return started
 
     def request_sync(self, orthanc_id, timeout):
         """Ask the worker thread to push one study now and wait for its answer."""
-        request = _Request(orthanc_id)
-        self._requests.put(request)
+        return self._on_demand.ask(orthanc_id, timeout)
+
+    def _wake_urgently(self):
+        "A user asked for something, or stop: cut even a back-off short."
         self._urgent.set()
         self._wake.set()
-        if request.done.wait(timeout):
-            return request.result
-        return {"orthanc_id": orthanc_id, "result": "queued",
-                "reason": "the worker is busy; the study will be pushed shortly"}
 
     # ---- the worker thread ----
 
@@ -147,7 +134,7 @@ class SyncWorker:
                 if self._stopping.is_set():
                     break
                 self._urgent.wait(1.0)
-        self._answer_pending_requests()
+        self._on_demand.cancel()
         self._log("info", "GNU Health: sync worker stopped")
 
     def _loop(self):
@@ -182,20 +169,19 @@ class SyncWorker:
         """When a timer of the worker fires: a quiet receiving study, the
         next audit page, the end of the wait at a gap."""
         times = [self._pending.next_quiet(self._quiet_after or 0), self._audit.next_time(),
-                 self._gap and self._gap[1] + self._settings.change_gap_wait]
+                 self._changes.gap_deadline()]
         return min([t for t in times if t is not None], default=float("inf"))
 
     def run_once(self):
         """One step; True when more work is waiting (call again at once)."""
-        if self._cursor is None:
+        if self._changes.cursor is None:
             self._viewers = viewers.installed_viewers(self._orthanc.get("/plugins"))
             self._quiet_after = self._orthanc.stable_age() + STABLE_GRACE
             self._pending.load()
-            self._cursor = self._orthanc.get_cursor()
-            self.status.update(cursor=self._cursor)
+            self._changes.start()
             self._audit.restart("start")
         self._pending.persist_noted()
-        self._serve_requests()
+        self._on_demand.serve(self.sync_study)
         now = self._clock()
         if now < self._next_attempt:
             self.status.update(next_attempt_in=round(self._next_attempt - now, 3))
@@ -218,9 +204,7 @@ class SyncWorker:
         """The status, with Orthanc's last change read now: `pending` must be
         true when someone looks, which is often while the worker sleeps
         (backing off from a GNU Health outage)."""
-        last = self._orthanc.get("/changes?last")
-        if last is not None and self._cursor is not None:
-            self.status.update(last_change=last["Last"])
+        self._changes.last_change_now()
         return self.status.to_json()
 
     def _back_off(self, error):
@@ -234,8 +218,7 @@ class SyncWorker:
     # ---- /changes ----
 
     def _push_changes(self):
-        page = self._read_changes()
-        entries, last, more = self._until_gap(page.get("Changes", []), page["Last"])
+        entries, last, more = self._changes.read()
         work = changes.interpret(entries, self._parent_study)
         self._push_studies(work.dirty_studies, work.receiving)
         deleted = self._pending.add_deleted(work.deleted)
@@ -244,62 +227,8 @@ class SyncWorker:
             self._push_deletions(deleted)
             self._pending.deletions_sent()
         self._pending.save()  # the studies still receiving, before the cursor moves
-        self._set_cursor(last)
-        return more if more is not None else not page.get("Done", True)
-
-    def _until_gap(self, entries, last):
-        """(entries to handle now, cursor after them, more) for a page:
-        the entries before a gap in the change numbers while the gap is
-        younger than ChangeGapWait (more False: wait); past that, up to the
-        first entry after the gap (more True: read on); without a gap, the
-        page (more None: as the page says)."""
-        gap = changes.first_gap(self._cursor, entries)
-        wait = self._settings.change_gap_wait
-        if gap is None or wait <= 0:
-            self._gap = None
-            return entries, last, None
-        missing = entries[gap - 1]["Seq"] + 1 if gap else self._cursor + 1
-        now = self._clock()
-        if self._gap is None or self._gap[0] != missing:
-            self._gap = (missing, now)
-        if now - self._gap[1] < wait:
-            return entries[:gap], missing - 1, False
-        self._gap = None
-        self._log("info", f"GNU Health: change(s) {missing} to {entries[gap]['Seq'] - 1} "
-                          f"did not appear in Orthanc's log within {wait:g} s; moving on "
-                          f"(a resource deleted, or a transaction rolled back)")
-        return entries[:gap + 1], entries[gap]["Seq"], True
-
-    def _read_changes(self):
-        page = self._changes_page()
-        if page["Last"] < self._cursor:
-            # Orthanc's database was replaced or restored: its sequence
-            # numbers restarted below our cursor. Re-scan everything; the
-            # pushes are idempotent so nothing is duplicated.
-            self._log("warning", f"GNU Health: Orthanc's change log restarted (cursor "
-                                 f"{self._cursor} > last change {page['Last']}); "
-                                 f"re-scanning it from the start")
-            self._set_cursor(0)
-            self._audit.restart("change log reset")
-            page = self._changes_page()
-        last = page["Last"]
-        if not page.get("Done", True):
-            last = self._orthanc.get("/changes?last")["Last"]
-        self.status.update(last_change=last)
-        return page
-
-    def _changes_page(self):
-        page = self._orthanc.get(
-            f"/changes?since={self._cursor}&limit={self._settings.batch_size}")
-        if page is None:
-            raise RuntimeError("Orthanc answered 404 to /changes")
-        return page
-
-    def _set_cursor(self, cursor):
-        if cursor != self._cursor:
-            self._orthanc.set_cursor(cursor)
-            self._cursor = cursor
-        self.status.update(cursor=cursor)
+        self._changes.advance(last)
+        return more
 
     def _parent_study(self, series_id):
         series = self._orthanc.get(f"/series/{series_id}")
@@ -462,25 +391,6 @@ class SyncWorker:
         self._push_deletions(deleted)
 
     # ---- on demand ----
-
-    def _serve_requests(self):
-        while True:
-            try:
-                request = self._requests.get_nowait()
-            except queue.Empty:
-                return
-            request.result = self.sync_study(request.orthanc_id)
-            request.done.set()
-
-    def _answer_pending_requests(self):
-        while True:
-            try:
-                request = self._requests.get_nowait()
-            except queue.Empty:
-                return
-            request.result = {"orthanc_id": request.orthanc_id, "result": "stopped",
-                              "reason": "Orthanc is stopping"}
-            request.done.set()
 
     def sync_study(self, orthanc_id):
         """Push one study now, whatever the back-off; returns what happened."""
