@@ -2,12 +2,11 @@
 # of this repository contains the full copyright notices and license terms.
 "What GNU Health holds of each study, for the Orthanc plugin's audit"
 
-from sql.aggregate import Count
-
 from trytond.pool import Pool, PoolMeta
 from trytond.rpc import RPC
-from trytond.tools import grouped_slice, reduce_ids
-from trytond.transaction import Transaction
+from trytond.tools import grouped_slice
+
+from .pacs_resource import count_in_pacs
 
 
 class Study(metaclass=PoolMeta):
@@ -40,20 +39,12 @@ class Study(metaclass=PoolMeta):
                         ], order=[]))
         series = Series.__table__()
         instance = Instance.__table__()
-        cursor = Transaction().connection.cursor()
-        counts = {s.id: [0, 0] for s in studies}
-        for sub_ids in grouped_slice(list(counts)):
-            cursor.execute(*series.join(instance, 'LEFT',
-                    condition=(instance.series == series.id)
-                    & (instance.pacs_state == 'available')
-                    ).select(
-                    series.study, Count(series.id, distinct=True),
-                    Count(instance.id),
-                    where=reduce_ids(series.study, sub_ids)
-                    & (series.pacs_state == 'available'),
-                    group_by=series.study))
-            for study_id, series_count, instance_count in cursor:
-                counts[study_id] = [series_count, instance_count]
+        counts = count_in_pacs(studies,
+            series.join(instance, 'LEFT',
+                condition=(instance.series == series.id)
+                & (instance.pacs_state == 'available')),
+            series.study, series.id, instance.id,
+            where=series.pacs_state == 'available')
         return {s.orthanc_id: {
                 'series': counts[s.id][0],
                 'instances': counts[s.id][1],

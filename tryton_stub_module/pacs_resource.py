@@ -2,14 +2,39 @@
 # of this repository contains the full copyright notices and license terms.
 "What studies, series and instances share: their Orthanc ID and PACS state"
 
+from sql.aggregate import Count
+
 from trytond.model import Index, fields
 from trytond.pool import Pool
-from trytond.tools import grouped_slice
+from trytond.tools import grouped_slice, reduce_ids
+from trytond.transaction import Transaction
 
 PACS_STATES = [
     ('available', "Available"),
     ('deleted', "Deleted"),
     ]
+
+
+def count_in_pacs(ids, from_, parent, *counted, where=None):
+    """Return {parent id: [count of each counted column]} for the parent ids
+
+    `from_` is the table (or join) holding `parent` and the counted columns;
+    `where` narrows it (usually to what is still in the PACS). Parents
+    without rows count zeros: one query per slice of ids, never one per
+    record, as the study and series lists and the audit read many at once.
+    """
+    cursor = Transaction().connection.cursor()
+    counts = {int(i): [0] * len(counted) for i in ids}
+    for sub_ids in grouped_slice(list(counts)):
+        condition = reduce_ids(parent, sub_ids)
+        if where is not None:
+            condition &= where
+        cursor.execute(*from_.select(
+                parent, *(Count(c, distinct=True) for c in counted),
+                where=condition, group_by=parent))
+        for parent_id, *numbers in cursor:
+            counts[parent_id] = numbers
+    return counts
 
 
 class PacsResourceMixin:

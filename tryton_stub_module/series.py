@@ -1,13 +1,10 @@
 # This file is part of orthanc-gnuhealth.  The COPYRIGHT file at the top level
 # of this repository contains the full copyright notices and license terms.
-from sql.aggregate import Count
-
 from trytond.model import ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
-from trytond.tools import grouped_slice, reduce_ids
-from trytond.transaction import Transaction
+from trytond.tools import grouped_slice
 
-from .pacs_resource import PacsResourceMixin
+from .pacs_resource import PacsResourceMixin, count_in_pacs
 from .snapshot import Snapshot, upsert
 
 
@@ -84,19 +81,11 @@ class Series(PacsResourceMixin, ModelSQL, ModelView):
 
     @classmethod
     def get_instance_count(cls, series, name):
-        pool = Pool()
-        Instance = pool.get('gnuhealth.radiology.instance')
+        Instance = Pool().get('gnuhealth.radiology.instance')
         instance = Instance.__table__()
-        cursor = Transaction().connection.cursor()
-        counts = dict.fromkeys(map(int, series), 0)
-        for sub_ids in grouped_slice(counts):
-            cursor.execute(*instance.select(
-                    instance.series, Count(instance.id),
-                    where=reduce_ids(instance.series, sub_ids)
-                    & (instance.pacs_state == 'available'),
-                    group_by=instance.series))
-            counts.update(cursor)
-        return counts
+        counts = count_in_pacs(series, instance, instance.series, instance.id,
+            where=instance.pacs_state == 'available')
+        return {i: n for i, (n,) in counts.items()}
 
     def get_webviewer_url(self, name):
         if self.pacs_state == 'deleted':

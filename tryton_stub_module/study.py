@@ -6,17 +6,16 @@ import datetime
 import hashlib
 
 from sql import Null
-from sql.aggregate import Count
 
 from trytond import backend
 from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
 from trytond.rpc import RPC
-from trytond.tools import grouped_slice, reduce_ids
+from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
-from .pacs_resource import PacsResourceMixin
+from .pacs_resource import PacsResourceMixin, count_in_pacs
 from .snapshot import Snapshot, SnapshotReader, upsert
 
 DICOM_SEXES = [
@@ -207,22 +206,12 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
     @classmethod
     def get_instance_count(cls, studies, name):
         pool = Pool()
-        Series = pool.get('gnuhealth.radiology.series')
-        Instance = pool.get('gnuhealth.radiology.instance')
-        series = Series.__table__()
-        instance = Instance.__table__()
-        cursor = Transaction().connection.cursor()
-        counts = dict.fromkeys(map(int, studies), 0)
-        for sub_ids in grouped_slice(counts):
-            cursor.execute(*series.join(
-                    instance, condition=instance.series == series.id
-                    ).select(
-                    series.study, Count(instance.id),
-                    where=reduce_ids(series.study, sub_ids)
-                    & (instance.pacs_state == 'available'),
-                    group_by=series.study))
-            counts.update(cursor)
-        return counts
+        series = pool.get('gnuhealth.radiology.series').__table__()
+        instance = pool.get('gnuhealth.radiology.instance').__table__()
+        counts = count_in_pacs(studies,
+            series.join(instance, condition=instance.series == series.id),
+            series.study, instance.id, where=instance.pacs_state == 'available')
+        return {i: n for i, (n,) in counts.items()}
 
     def get_viewer_url(self, name):
         if self.pacs_state == 'deleted':
