@@ -319,3 +319,16 @@ class FakeGnuHealth:
 
     def deleted(self):
         return [d for b in self.batches for d in b["deleted"]]
+
+
+class Log:
+    "The worker's log(level, line), kept to be read by the tests."
+
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, level, line):
+        self.lines.append((level, line))
+
+    def at(self, level):
+        return [line for lvl, line in self.lines if lvl == level]

@@ -2,34 +2,11 @@
 page by page, paced, and only while the change log is drained."""
 import datetime
 
-import pytest
-
 from orthanc_gnuhealth_plugin.sync import STABLE_GRACE
 
-from fakes import FakeClock, FakeGnuHealth, FakeOrthanc
-from test_sync import Log, make_worker, run_until_idle, store_studies
+from test_sync import make_worker, run_until_idle, store_studies
 
 INTERVAL = 10
-
-
-@pytest.fixture
-def orthanc():
-    return FakeOrthanc()
-
-
-@pytest.fixture
-def gnuhealth():
-    return FakeGnuHealth()
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def log():
-    return Log()
 
 
 def audited_worker(orthanc, gnuhealth, clock, log, **overrides):

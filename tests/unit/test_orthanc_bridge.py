@@ -9,7 +9,7 @@ from io import BytesIO
 from pydicom import dcmread
 
 import fake_orthanc_module
-from fakes import FakeGnuHealth, FakeOrthanc
+from fakes import FakeOrthanc
 from test_worklist import as_bytes, make_order, query
 
 CONFIG = {"Name": "test", "StableAge": 5, "GnuHealth": {
@@ -20,11 +20,6 @@ CONFIG = {"Name": "test", "StableAge": 5, "GnuHealth": {
 @pytest.fixture
 def archive():
     return FakeOrthanc()
-
-
-@pytest.fixture
-def gnuhealth():
-    return FakeGnuHealth()
 
 
 @pytest.fixture

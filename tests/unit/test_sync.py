@@ -1,42 +1,9 @@
 import threading
 
-import pytest
-
 from orthanc_gnuhealth_plugin.pending import back_off_delay
 from orthanc_gnuhealth_plugin.sync import STABLE_GRACE, SyncWorker
 
-from fakes import FakeClock, FakeGnuHealth, FakeOrthanc, settings
-
-
-class Log:
-    def __init__(self):
-        self.lines = []
-
-    def __call__(self, level, line):
-        self.lines.append((level, line))
-
-    def at(self, level):
-        return [line for lvl, line in self.lines if lvl == level]
-
-
-@pytest.fixture
-def orthanc():
-    return FakeOrthanc()
-
-
-@pytest.fixture
-def gnuhealth():
-    return FakeGnuHealth()
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def log():
-    return Log()
+from fakes import FakeOrthanc, settings
 
 
 def make_worker(orthanc, gnuhealth, clock, log, **overrides):

@@ -7,7 +7,8 @@ from orthanc_gnuhealth_plugin.gnuhealth_client import classify
 from orthanc_gnuhealth_plugin.sync import SyncWorker
 
 from fakes import FakeClock, FakeGnuHealth, FakeOrthanc, settings
-from test_sync import Log, make_worker, run_until_idle, store_studies
+from fakes import Log
+from test_sync import make_worker, run_until_idle, store_studies
 
 
 def test_noted_deletions_are_persisted_before_they_are_sent_and_survive_a_crash():
