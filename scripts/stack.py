@@ -9,6 +9,7 @@ Every process is started in its own session and stopped by its PID.
 """
 import argparse
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -77,6 +79,34 @@ def wait_until(check, timeout, what, process=None, interval=0.2):
         if time.monotonic() > deadline:
             raise TimeoutError(f'{what}: not ready after {timeout} s')
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def silent_server():
+    """A stand-in for a hung trytond: it accepts connections and never
+    answers. Yields its URL and the list of the connections it accepted."""
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(16)
+    listener.settimeout(0.1)
+    accepted, stop = [], threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f'http://127.0.0.1:{listener.getsockname()[1]}/', accepted
+    finally:
+        stop.set()
+        thread.join(5)
+        for connection in accepted:
+            connection.close()
+        listener.close()
 
 
 class Process:

@@ -9,7 +9,6 @@ available study.
 """
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -198,26 +197,8 @@ def test_trytond_sigkilled_during_pushes_loses_nothing(tmp_path, trytond, gnuhea
 @pytest.fixture
 def silent_trytond():
     """A stand-in for a trytond that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(('127.0.0.1', 0))
-    listener.listen(16)
-    listener.settimeout(0.1)
-    accepted, stop = [], threading.Event()
-
-    def accept():
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except OSError:
-                continue
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f'http://127.0.0.1:{listener.getsockname()[1]}/', accepted
-    stop.set()
-    thread.join(5)
-    for connection in accepted:
-        connection.close()
-    listener.close()
+    with stack.silent_server() as server:
+        yield server
 
 
 def test_a_trytond_that_never_answers_does_not_stall_the_plugin(

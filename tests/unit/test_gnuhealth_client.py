@@ -14,6 +14,7 @@ from orthanc_gnuhealth_plugin.errors import NotSupported
 from orthanc_gnuhealth_plugin.gnuhealth_client import (
     GnuHealthClient, GnuHealthUnavailable, StudyLookup, StudyRejected, classify)
 
+import stack
 from fakes import settings
 
 
@@ -191,27 +192,8 @@ def test_unreachable_server():
 @pytest.fixture
 def silent_server():
     """A server that accepts connections and never answers (a hung trytond)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    accepted = []
-    stop = threading.Event()
-
-    def accept():
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except OSError:
-                continue
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/", accepted
-    stop.set()
-    thread.join(5)
-    for connection in accepted:
-        connection.close()
-    listener.close()
+    with stack.silent_server() as server:
+        yield server
 
 
 def test_a_server_that_never_answers_the_login_times_out(silent_server):
