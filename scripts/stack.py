@@ -345,7 +345,8 @@ class Orthanc:
         return self.configuration()['GnuHealth']['RpcTimeout'] + CLIENT_SLACK
 
     def request(self, method, path, body=None):
-        data = None if body is None else json.dumps(body).encode()
+        "`body`: JSON-encoded, except bytes, sent as they are."
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method)
         token = base64.b64encode(':'.join(ORTHANC_ADMIN).encode()).decode()
         req.add_header('Authorization', 'Basic ' + token)

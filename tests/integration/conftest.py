@@ -13,6 +13,7 @@ from proteus import config as proteus_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'scripts'))
 import stack  # noqa: E402
+import cluster  # noqa: E402  (needs stack on the path)
 
 
 @pytest.fixture(scope='session')
@@ -25,6 +26,12 @@ def trytond(tmp_path, template_database):
     server = stack.Trytond(tmp_path / 'trytond', template=template_database)
     yield server.start()
     server.stop()
+
+
+@pytest.fixture
+def postgresql():
+    "A private PostgreSQL cluster for Orthanc's index; yields its port."
+    yield from cluster.postgresql_cluster()
 
 
 @pytest.fixture
