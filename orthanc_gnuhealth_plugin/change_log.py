@@ -3,8 +3,10 @@
 The cursor (an Orthanc global property, `CursorProperty`) says up to which
 change GNU Health has everything. This reader hands the worker the next
 page, holds the cursor at a gap in the change numbers for at most
-`ChangeGapWait` seconds (on a PostgreSQL cluster, another node's change N
-can become visible after N+1), and starts over when Orthanc's log was
+`ChangeGapWait` seconds in case another node's change N becomes visible
+after N+1 (with orthanc-postgresql 4.0 it never does: its transactions are
+serializable and a missing number was rolled back; docs/operations.md,
+"Cluster", point 8), and starts over when Orthanc's log was
 replaced. The cursor moves only when the worker says the page is in GNU
 Health (`advance`).
 """

@@ -80,7 +80,9 @@ class Settings:
     audit_interval: float = 10.0
     audit_page_size: int = 100
     # Seconds the cursor waits at a gap in the change numbers.
-    change_gap_wait: float = 10.0
+    # 3 s: long enough for a late commit, short enough that a gap that never
+    # fills (a deletion, a retried transaction) costs little freshness.
+    change_gap_wait: float = 3.0
     viewer_templates: Mapping[str, str] = field(
         default_factory=lambda: DEFAULT_VIEWER_TEMPLATES, hash=False)
     worklist: WorklistSettings = field(default_factory=WorklistSettings)
