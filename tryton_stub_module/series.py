@@ -39,6 +39,10 @@ class Series(PacsResourceMixin, ModelSQL, ModelView):
             "Instances",
             help="The number of images of the series still in the PACS."),
         'get_instance_count')
+    ohif_url = fields.Function(fields.Char(
+            "OHIF Viewer",
+            help="Open the series' study in the OHIF viewer."),
+        'get_ohif_url')
     webviewer_url = fields.Function(fields.Char(
             "Orthanc Web Viewer",
             help="Open the series in the Orthanc Web Viewer."),
@@ -97,6 +101,10 @@ class Series(PacsResourceMixin, ModelSQL, ModelView):
                     group_by=instance.series))
             counts.update(cursor)
         return counts
+
+    def get_ohif_url(self, name):
+        # OHIF opens whole studies; its study browser lists this series.
+        return self.study.ohif_url if self.study else None
 
     def get_webviewer_url(self, name):
         if self.pacs_state == 'deleted':
