@@ -250,7 +250,8 @@ def register():
     if viewers.ohif_index(plugin.adapter.ohif_folder()):
         # Before ServeFolders' own route for /ohif/...: the plugin must come
         # first in Orthanc's "Plugins" list (orthanc.json.example).
-        orthanc.RegisterRestCallback(f"{viewers.OHIF_PATH}/(?:viewer)?", plugin.rest_ohif_page)
+        # Orthanc drops a trailing "/": "/ohif/" (OHIF's study list) is "/ohif".
+        orthanc.RegisterRestCallback(f"{viewers.OHIF_PATH}(?:/viewer)?", plugin.rest_ohif_page)
     orthanc.ExtendOrthancExplorer(explorer.javascript())
     _register_worklist(plugin)
     orthanc.LogWarning(f"GNU Health plugin: pushing studies to {settings.rpc_url} "

@@ -33,7 +33,9 @@ window.config = {{
   routerBasename: {base_json},
   extensions: [],
   modes: [],
-  customizationService: {{}},
+  // No onboarding tour over the first study a clinician opens. OHIF's
+  // "investigational use only" notice stays (confirmed once per session).
+  customizationService: {{ 'ohif.tours': {{ $set: [] }} }},
   showStudyList: true,
   maxNumberOfWebWorkers: 3,
   showWarningMessageForCrossOrigin: false,
