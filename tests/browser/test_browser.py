@@ -94,6 +94,11 @@ def test_orthanc_explorer_shows_gnuhealth_state(demo, page):
     box = page.locator('#gnuhealth-study')
     page.wait_for_selector('#gnuhealth-study[data-gnuhealth-state="synced"]')
     assert 'García' in box.locator('#gnuhealth-patient').inner_text()
+    # The order as radiology staff name it (code, test, state), not GNU
+    # Health's rec_name of it, "(Administrator) //".
+    order = box.locator('#gnuhealth-request').inner_text()
+    assert order.startswith(f"Imaging order: {ana['request']}: CT chest ("), order
+    assert '//' not in order
     open_link = box.locator('#gnuhealth-open')
     assert open_link.get_attribute('href') == (
         f"{demo.trytond.url}#{stack.DATABASE}/model/gnuhealth.radiology.study/{study['id']}")
