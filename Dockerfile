@@ -10,7 +10,9 @@ FROM debian:bookworm-slim
 
 # TCP_NODELAY: dcmtk, under Orthanc's DICOM side, waits ~40-90 ms per
 # message without it (C-STORE and worklist C-FIND answers).
-ENV VENV=/opt/orthanc-gnuhealth/venv TCP_NODELAY=1
+# OHIF_DIR: where install.sh puts the OHIF viewer, the folder that
+# orthanc.json.example's "ServeFolders" serves at /ohif.
+ENV VENV=/opt/orthanc-gnuhealth/venv OHIF_DIR=/opt/orthanc-gnuhealth/ohif TCP_NODELAY=1
 COPY . /opt/orthanc-gnuhealth/src
 RUN bash /opt/orthanc-gnuhealth/src/scripts/install.sh --plugin-only "$VENV" \
     && rm -rf /var/lib/apt/lists/* /etc/orthanc/*.json \

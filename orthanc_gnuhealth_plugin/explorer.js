@@ -1,6 +1,7 @@
 // GNU Health (orthanc-gnuhealth): a study's state in GNU Health on its
 // Orthanc Explorer page, a "Send to GNU Health now" button and a link to the
-// study's record in GNU Health's web client. Loaded by ExtendOrthancExplorer.
+// study's record in GNU Health's web client, and "Open in OHIF" when this
+// Orthanc serves OHIF (the plugin's viewers route). Loaded by ExtendOrthancExplorer.
 (function () {
   var STATE_LABELS = {
     'synced': 'In GNU Health',
@@ -39,6 +40,22 @@
     box.listview('refresh');
   }
 
+  // The OHIF link of the viewers route (null when OHIF is not served).
+  function showViewers(uuid) {
+    $('#gnuhealth-ohif').closest('li').hide();
+    $.ajax({
+      url: '../gnuhealth/studies/' + uuid + '/viewers',
+      dataType: 'json',
+      cache: false,
+      success: function (viewers) {
+        if (uuid === studyId() && viewers.ohif) {
+          $('#gnuhealth-ohif').attr('href', viewers.ohif).closest('li').show();
+          $('#gnuhealth-study').listview('refresh');
+        }
+      }
+    });
+  }
+
   function refresh(uuid) {
     text('#gnuhealth-state-label', 'Asking GNU Health\u2026');
     text('#gnuhealth-patient', '');
@@ -70,6 +87,8 @@
         '<p id="gnuhealth-message" style="white-space:normal"></p></li>' +
       '<li data-icon="refresh"><a href="#" id="gnuhealth-send">' +
         'Send to GNU Health now</a></li>' +
+      '<li data-icon="arrow-r" style="display:none"><a href="#" id="gnuhealth-ohif" ' +
+        'target="_blank" rel="noopener" data-ajax="false">Open in OHIF</a></li>' +
       '<li data-icon="arrow-r"><a href="#" id="gnuhealth-open" target="_blank" ' +
         'rel="noopener" data-ajax="false">Open in GNU Health</a></li>' +
       '</ul>');
@@ -78,7 +97,7 @@
 
   $('#study').live('pagebeforeshow', function () {
     var uuid = studyId();
-    if (uuid) { refresh(uuid); }
+    if (uuid) { refresh(uuid); showViewers(uuid); }
   });
 
   // The home page: what the plugin is doing (resync progress, refusals).

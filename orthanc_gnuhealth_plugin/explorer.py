@@ -59,7 +59,7 @@ def describe(orthanc_id, study, failed, record, error, settings, model, text):
             tryton_url=sao_url(settings.tryton_public_url or settings.tryton_url,
                                settings.tryton_database, model, record["id"]),
             patient=patient.get("rec_name"),
-            imaging_request=request.get("rec_name"),
+            imaging_request=_order(request),
             link_state=record.get("link_state"),
             link_note=record.get("link_note"),
             pacs_state=record.get("pacs_state"),
@@ -88,6 +88,20 @@ def describe(orthanc_id, study, failed, record, error, settings, model, text):
             + (" (still receiving images)" if receiving else "")
             + (f", {where}." if where else "."))
     return state
+
+
+def _order(request):
+    """The imaging order as radiology staff name it: "IMGREQ0001: CT chest
+    (requested), requested by Dr. X"; parts the sync account may not read
+    are left out. None without an order."""
+    test = (request.get("requested_test.") or {}).get("rec_name")
+    words = ": ".join(w for w in (request.get("request"), test) if w)
+    if request.get("state"):
+        words += f" ({request['state']})"
+    doctor = (request.get("doctor.") or {}).get("rec_name")
+    if doctor:
+        words += f", requested by {doctor}"
+    return words.strip() or None
 
 
 def _where(state):

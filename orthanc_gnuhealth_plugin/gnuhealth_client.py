@@ -20,11 +20,16 @@ STUDY_MODEL = "gnuhealth.radiology.study"
 RPC_METHOD = f"model.{STUDY_MODEL}.push_from_pacs"
 WORKLIST_METHOD = "model.gnuhealth.imaging.test.request.worklist_orders"
 # What Orthanc Explorer's study panel shows (explorer.describe). With GNU
-# Health's health_imaging, the study also links to its patient and order;
-# the sync account may not read them: then it asks for less.
+# Health's health_imaging, the study also links to its patient and order
+# (code, test, state, requesting professional: the order's rec_name is
+# mostly empty); the sync account may not read them all (the professional
+# is the first to go): then it asks for less.
 _LOOKUP_FIELDS = ["id", "reception", "pacs_state", "link_state", "link_note",
                   "last_sync", "party.rec_name"]
-_LOOKUP_FIELD_SETS = [_LOOKUP_FIELDS + ["patient.rec_name", "imaging_request.rec_name"],
+_ORDER_FIELDS = ["patient.rec_name", "imaging_request.request",
+                 "imaging_request.requested_test.rec_name", "imaging_request.state"]
+_LOOKUP_FIELD_SETS = [_LOOKUP_FIELDS + _ORDER_FIELDS + ["imaging_request.doctor.rec_name"],
+                      _LOOKUP_FIELDS + _ORDER_FIELDS,
                       _LOOKUP_FIELDS + ["patient.rec_name"], _LOOKUP_FIELDS]
 
 # trytond's Fault codes (trytond.exceptions): UserError 1, UserWarning 2,

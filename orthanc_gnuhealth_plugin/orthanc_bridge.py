@@ -66,6 +66,13 @@ class OrthancAdapter:
     def set_state(self, state):
         orthanc.SetGlobalProperty(self._state_property, json.dumps(state))
 
+    def ohif_folder(self):
+        """The folder Orthanc's ServeFolders plugin serves at /ohif (OHIF,
+        installed by scripts/install.sh), or None."""
+        folders = json.loads(orthanc.GetConfiguration()).get("ServeFolders")
+        folder = folders.get(viewers.OHIF_PATH) if isinstance(folders, dict) else None
+        return folder if isinstance(folder, str) else None
+
     def stable_age(self):
         """Orthanc's StableAge (seconds without a new instance before a study
         is stable; Orthanc's default 60)."""
@@ -144,10 +151,23 @@ class Plugin:
         if request["method"] != "GET":
             return output.SendMethodNotAllowed("GET")
         urls = viewers.study_viewers(self.adapter.get, self.settings.viewer_templates,
-                                     self.settings.public_url, request["groups"][0])
+                                     self.settings.public_url, request["groups"][0],
+                                     self.adapter.ohif_folder())
         if urls is None:
             return output.SendHttpStatusCode(404)
         _answer(output, urls)
+
+    def rest_ohif_page(self, output, uri, **request):
+        """OHIF's own pages (/ohif/ its study list, /ohif/viewer?...) are
+        routes of its single-page application, not files: ServeFolders
+        answers 404 for them, so they get OHIF's index.html, which loads the
+        rest from ServeFolders. Registered only when OHIF is installed."""
+        if request["method"] != "GET":
+            return output.SendMethodNotAllowed("GET")
+        index = viewers.ohif_index(self.adapter.ohif_folder())
+        if index is None:
+            return output.SendHttpStatusCode(404)
+        output.AnswerBuffer(index.read_bytes(), "text/html")
 
     def rest_state(self, output, uri, **request):
         """The study's state in GNU Health, for Orthanc Explorer's study page."""
@@ -227,6 +247,11 @@ def register():
     orthanc.RegisterRestCallback(f"/gnuhealth/studies/{_STUDY_ID}/sync", plugin.rest_sync)
     orthanc.RegisterRestCallback("/gnuhealth/resync", plugin.rest_resync)
     orthanc.RegisterRestCallback(f"/gnuhealth/studies/{_STUDY_ID}/state", plugin.rest_state)
+    if viewers.ohif_index(plugin.adapter.ohif_folder()):
+        # Before ServeFolders' own route for /ohif/...: the plugin must come
+        # first in Orthanc's "Plugins" list (orthanc.json.example).
+        # Orthanc drops a trailing "/": "/ohif/" (OHIF's study list) is "/ohif".
+        orthanc.RegisterRestCallback(f"{viewers.OHIF_PATH}(?:/viewer)?", plugin.rest_ohif_page)
     orthanc.ExtendOrthancExplorer(explorer.javascript())
     _register_worklist(plugin)
     orthanc.LogWarning(f"GNU Health plugin: pushing studies to {settings.rpc_url} "

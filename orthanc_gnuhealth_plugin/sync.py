@@ -175,7 +175,8 @@ class SyncWorker:
     def run_once(self):
         """One step; True when more work is waiting (call again at once)."""
         if self._changes.cursor is None:
-            self._viewers = viewers.installed_viewers(self._orthanc.get("/plugins"))
+            self._viewers = viewers.installed_viewers(self._orthanc.get("/plugins"),
+                                                      self._orthanc.ohif_folder())
             self._quiet_after = self._orthanc.stable_age() + STABLE_GRACE
             self._pending.load()
             self._changes.start()

@@ -1,5 +1,11 @@
 """Viewer links for one study, from the configured URL templates."""
+from pathlib import Path
+
 from . import mapping
+
+# Where Orthanc's ServeFolders plugin serves OHIF (scripts/install.sh builds
+# it for this path; the OHIF template's links start with it).
+OHIF_PATH = "/ohif"
 
 
 def viewer_urls(templates, public_url, study_uid, study_id, first_series_id=None):
@@ -31,14 +37,25 @@ _VIEWER_PLUGINS = {
 }
 
 
-def installed_viewers(plugin_names):
-    """Viewers this Orthanc serves: Orthanc Explorer (core) plus plugins."""
+def installed_viewers(plugin_names, ohif_folder=None):
+    """Viewers this Orthanc serves: Orthanc Explorer (core) plus plugins,
+    plus OHIF when the ServeFolders plugin is loaded and `ohif_folder` (the
+    folder it serves at OHIF_PATH, see ohif_index) holds the application."""
+    plugin_names = plugin_names or []
     found = {"explorer"}
-    found.update(_VIEWER_PLUGINS[name] for name in plugin_names or [] if name in _VIEWER_PLUGINS)
+    found.update(_VIEWER_PLUGINS[name] for name in plugin_names if name in _VIEWER_PLUGINS)
+    if "serve-folders" in plugin_names and ohif_index(ohif_folder):
+        found.add("ohif")
     return sorted(found)
 
 
-def study_viewers(orthanc_get, templates, public_url, study_id):
+def ohif_index(ohif_folder):
+    "The index.html of OHIF in the folder ServeFolders serves at OHIF_PATH, or None."
+    index = Path(ohif_folder) / "index.html" if ohif_folder else None
+    return index if index and index.is_file() else None
+
+
+def study_viewers(orthanc_get, templates, public_url, study_id, ohif_folder=None):
     """{viewer: URL or None} for an Orthanc study id, or None if Orthanc does
     not know the study. Every configured viewer is named (scripts may rely on
     the names), but only those this Orthanc serves (installed_viewers) get a
@@ -47,7 +64,7 @@ def study_viewers(orthanc_get, templates, public_url, study_id):
     study = orthanc_get(f"/studies/{study_id}")
     if study is None:
         return None
-    installed = installed_viewers(orthanc_get("/plugins"))
+    installed = installed_viewers(orthanc_get("/plugins"), ohif_folder)
     series = orthanc_get(f"/studies/{study_id}/series") or []
     first = min(series, key=_series_order, default=None)
     urls = viewer_urls({name: t for name, t in templates.items() if name in installed},

@@ -6,6 +6,9 @@
 #   scripts/install.sh            Debian packages + the project's venv (.venv)
 #   scripts/install.sh --plugin-only VENV
 #                                 the Orthanc side only (container image)
+#
+# OHIF=0 leaves the OHIF viewer out (by default it goes to $OHIF_DIR, else
+# .cache/ohif, served by Orthanc's ServeFolders plugin under /ohif/).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +28,10 @@ apt_packages=(orthanc orthanc-python orthanc-dicomweb orthanc-webviewer orthanc-
 # unless one is there already (e.g. from NodeSource's nodejs).
 # PostgreSQL 15 for the tests of a two-node Orthanc cluster (tests/integration).
 [ -n "$plugin_only" ] || apt_packages+=(dcmtk chromium postgresql)
-[ -n "$plugin_only" ] || command -v npm >/dev/null || apt_packages+=(npm)
+# npm also fetches OHIF, for the plugin alone too (Orthanc serves it).
+with_ohif=${OHIF:-1}
+ohif_dir=${OHIF_DIR:-$here/.cache/ohif}
+[ -n "$plugin_only" ] && [ "$with_ohif" = 0 ] || command -v npm >/dev/null || apt_packages+=(npm)
 
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -88,4 +94,19 @@ if [ -z "$plugin_only" ] && [ ! -f "$sao/.version-$sao_version" ]; then
     ln -s "$modules/sortablejs" "$sao/bower_components/Sortable"
     ln -s "../$modules/d3/dist/d3.min.js" "$sao/bower_components/d3/d3.min.js"
     touch "$sao/.version-$sao_version"
+fi
+
+# OHIF, the DICOMweb viewer: the built application of the npm package, pinned,
+# rewritten to be served by Orthanc under /ohif/ (scripts/ohif_base.py).
+ohif_version=3.13.2
+if [ "$with_ohif" != 0 ] && [ ! -f "$ohif_dir/.version-$ohif_version" ]; then
+    echo "install.sh: installing the OHIF viewer $ohif_version into $ohif_dir"
+    rm -rf "$ohif_dir" "$ohif_dir.tmp"
+    mkdir -p "$ohif_dir.tmp"
+    (cd "$ohif_dir.tmp" && npm pack --silent "@ohif/app@$ohif_version" >/dev/null \
+        && tar xzf "ohif-app-$ohif_version.tgz")
+    /usr/bin/python3 "$here/scripts/ohif_base.py" "$ohif_dir.tmp/package/dist" /ohif
+    mv "$ohif_dir.tmp/package/dist" "$ohif_dir"
+    rm -rf "$ohif_dir.tmp"
+    touch "$ohif_dir/.version-$ohif_version"
 fi

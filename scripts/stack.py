@@ -47,6 +47,8 @@ ORTHANC_AET = 'ORTHANC'
 PLUGIN_DIR = Path('/usr/share/orthanc/plugins')
 # The SAO web client, installed by scripts/install.sh, served by trytond.
 SAO = CACHE / 'sao'
+# OHIF, installed by scripts/install.sh (unless OHIF=0), served by Orthanc.
+OHIF = Path(os.environ.get('OHIF_DIR', CACHE / 'ohif'))
 LAUNCHER = REPO / 'orthanc_gnuhealth_plugin' / 'launcher' / 'orthanc_gnuhealth.py'
 
 
@@ -300,9 +302,12 @@ class Orthanc:
             # modality may query the worklist.
             'DefaultEncoding': 'Utf8',
             'DicomAlwaysAllowFindWorklist': True,
+            # The Python plugin before ServeFolders: it answers OHIF's
+            # pages (/ohif/viewer), ServeFolders its files (/ohif/...).
             'Plugins': [str(PLUGIN_DIR / p) for p in (
                 'libOrthancPython.so', 'libOrthancDicomWeb.so',
-                'libOrthancWebViewer.so')],
+                'libOrthancWebViewer.so', 'libServeFolders.so')],
+            'ServeFolders': {'/ohif': str(OHIF)} if (OHIF / 'index.html').exists() else {},
             'PythonScript': str(LAUNCHER),
             'PythonVerbose': False,
             'GnuHealth': {
@@ -462,10 +467,17 @@ def _send_samples(orthanc, trytond):
     return send_demo_studies(orthanc, demo_records(trytond), STACK / 'samples')
 
 
+def _ohif_banner(orthanc):
+    if orthanc.configuration()['ServeFolders']:
+        return f'{orthanc.url}/ohif/  (same login; the studies link to it)'
+    return 'not installed (scripts/install.sh installs it unless OHIF=0)'
+
+
 def _banner(orthanc, trytond, sent):
     return (f'\nSent {sent} sample instances by C-STORE.\n'
             f'Orthanc Explorer: {orthanc.url}/app/explorer.html  '
             f'(login {ORTHANC_ADMIN[0]} / {ORTHANC_ADMIN[1]})\n'
+            f'OHIF viewer:      {_ohif_banner(orthanc)}\n'
             f'Orthanc DICOM:    AET {ORTHANC_AET} on port {orthanc.dicom_port} '
             f'(C-STORE; worklist C-FIND: docs/worklist.md)\n'
             f'Sync status:      {orthanc.url}/gnuhealth/status\n'

@@ -36,6 +36,10 @@ class Series(PacsResourceMixin, ModelSQL, ModelView):
             "Instances",
             help="The number of images of the series still in the PACS."),
         'get_instance_count')
+    ohif_url = fields.Function(fields.Char(
+            "OHIF Viewer",
+            help="Open the series' study in the OHIF viewer."),
+        'get_ohif_url')
     webviewer_url = fields.Function(fields.Char(
             "Orthanc Web Viewer",
             help="Open the series in the Orthanc Web Viewer."),
@@ -86,6 +90,10 @@ class Series(PacsResourceMixin, ModelSQL, ModelView):
         counts = count_in_pacs(series, instance, instance.series, instance.id,
             where=instance.pacs_state == 'available')
         return {i: n for i, (n,) in counts.items()}
+
+    def get_ohif_url(self, name):
+        # OHIF opens whole studies; its study browser lists this series.
+        return self.study.ohif_url if self.study else None
 
     def get_webviewer_url(self, name):
         if self.pacs_state == 'deleted':

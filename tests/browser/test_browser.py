@@ -34,8 +34,8 @@ def test_clinician_opens_linked_study_in_web_viewer(demo, page):
     study = study_of(demo, ana['puid'])
     assert row.locator('a[href*="/app/explorer.html"]').get_attribute('href') == (
         f"{demo.orthanc.url}/app/explorer.html#study?uuid={study['orthanc_id']}")
-    # Only installed viewers are offered: this Orthanc has no OHIF nor Stone.
-    assert tab.locator('a[href*="/ohif/"], a[href*="stone-webviewer"]').count() == 0
+    # Only installed viewers are offered: this Orthanc has no Stone.
+    assert tab.locator('a[href*="stone-webviewer"]').count() == 0
     screenshot(page, 'sao-patient-imaging-tab')
 
     images = []
@@ -94,6 +94,11 @@ def test_orthanc_explorer_shows_gnuhealth_state(demo, page):
     box = page.locator('#gnuhealth-study')
     page.wait_for_selector('#gnuhealth-study[data-gnuhealth-state="synced"]')
     assert 'García' in box.locator('#gnuhealth-patient').inner_text()
+    # The order as radiology staff name it (code, test, state), not GNU
+    # Health's rec_name of it, "(Administrator) //".
+    order = box.locator('#gnuhealth-request').inner_text()
+    assert order.startswith(f"Imaging order: {ana['request']}: CT chest ("), order
+    assert '//' not in order
     open_link = box.locator('#gnuhealth-open')
     assert open_link.get_attribute('href') == (
         f"{demo.trytond.url}#{stack.DATABASE}/model/gnuhealth.radiology.study/{study['id']}")

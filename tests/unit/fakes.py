@@ -66,6 +66,7 @@ class FakeOrthanc:
         # so on the other nodes every study looks stable.
         self.other_node = False
         self.stable_age_seconds = 60  # Orthanc's StableAge
+        self.ohif_folder_path = None  # ServeFolders' "/ohif" folder
         self._updates = 0  # LastUpdate changes with every instance stored
 
     # ---- building the archive, like C-STORE would ----
@@ -178,6 +179,9 @@ class FakeOrthanc:
     def set_cursor(self, cursor):
         self.cursor_writes.append(cursor)
         self.cursor_property = str(cursor)
+
+    def ohif_folder(self):
+        return self.ohif_folder_path
 
     def stable_age(self):
         return self.stable_age_seconds

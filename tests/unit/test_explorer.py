@@ -77,3 +77,18 @@ def test_a_conflict_says_why_and_who_decides():
         "the same study UID 1.2.3 arrived for patients A and B; radiology staff "
         "decide in GNU Health (Radiology > Unmatched Studies), and its link to "
         "García, Ana stays until they do.")
+
+
+def test_imaging_order_is_named_by_code_test_state_and_professional():
+    """Not GNU Health's rec_name of the order ("(Administrator) //"): what
+    radiology staff need. Parts the sync account could not read are left out."""
+    order = {"id": 9, "request": "IMGREQ0004", "state": "requested",
+             "requested_test.": {"id": 2, "rec_name": "CT chest"},
+             "doctor.": {"id": 5, "rec_name": "Dr. Clara Clinician"}}
+    state = describe(STUDY, [], dict(RECORD, **{"imaging_request.": order}), None)
+    assert state["imaging_request"] == (
+        "IMGREQ0004: CT chest (requested), requested by Dr. Clara Clinician")
+    del order["doctor."]
+    state = describe(STUDY, [], dict(RECORD, **{"imaging_request.": order}), None)
+    assert state["imaging_request"] == "IMGREQ0004: CT chest (requested)"
+    assert describe(STUDY, [], RECORD, None)["imaging_request"] is None

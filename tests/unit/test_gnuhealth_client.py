@@ -287,8 +287,12 @@ def test_lookup_asks_for_less_when_fields_are_not_readable():
     assert lookup.find(STUDY_ID) == RECORD
     assert lookup.find(STUDY_ID) == RECORD
     fields = [args[4] for _, args in server.calls]
-    assert "imaging_request.rec_name" in fields[0]
-    assert "imaging_request.rec_name" not in fields[1] and fields[1] == fields[2]
+    # The order's professional goes first (the sync account may not read
+    # health professionals), the rest of the order stays.
+    assert "imaging_request.doctor.rec_name" in fields[0]
+    assert "imaging_request.doctor.rec_name" not in fields[1] and fields[1] == fields[2]
+    assert {"imaging_request.request", "imaging_request.requested_test.rec_name",
+            "imaging_request.state"} <= set(fields[1])
     assert server.calls[0][1][0] == [("server.label", "=", "orthanc"),
                                      ("orthanc_id", "=", STUDY_ID)]
 

@@ -200,3 +200,25 @@ def test_sync_route_answers_queued_while_the_worker_is_stuck(load, archive, gnuh
     finally:
         release.set()
         orthanc.on_change(ct.ORTHANC_STOPPED, rt.NONE, "")
+
+
+def test_ohif_pages_answer_its_index_when_serve_folders_serves_it(load, archive, tmp_path):
+    """OHIF's routes (/ohif/viewer?..., /ohif/ its study list) are not files
+    for ServeFolders: the plugin answers them with OHIF's index.html, only
+    when ServeFolders' "/ohif" folder holds it."""
+    orthanc, plugin = load(CONFIG)
+    with pytest.raises(AssertionError, match="no route"):
+        orthanc.call("/ohif/viewer")
+    index = b"<!doctype html><title>OHIF</title>"
+    (tmp_path / "index.html").write_bytes(index)
+    orthanc, plugin = load({**CONFIG, "ServeFolders": {"/ohif": str(tmp_path)}})
+    for uri in ("/ohif/viewer", "/ohif"):  # Orthanc gives "/ohif/" as "/ohif"
+        page = orthanc.call(uri)
+        assert (page.status, page.mime, page.answer) == (200, "text/html", index)
+    assert orthanc.call("/ohif/viewer", "POST").status == 405
+    with pytest.raises(AssertionError, match="no route"):
+        orthanc.call("/ohif/app-config.js")  # a file: ServeFolders' own
+    archive.plugins.append("serve-folders")
+    study = archive.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
+    viewers = orthanc.call(f"/gnuhealth/studies/{study}/viewers").json()
+    assert viewers["ohif"] == "https://pacs.example/ohif/viewer?StudyInstanceUIDs=1.2.3"

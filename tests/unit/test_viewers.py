@@ -72,3 +72,19 @@ def test_installed_viewers_from_orthanc_plugins():
     assert installed_viewers(["explorer.js", "python", "web-viewer"]) == ["explorer", "webviewer"]
     assert installed_viewers(None) == ["explorer"]
     assert installed_viewers(["stone-webviewer", "ohif"]) == ["explorer", "ohif", "stone"]
+
+
+def test_ohif_is_installed_when_serve_folders_serves_its_index(tmp_path):
+    """OHIF built by scripts/install.sh is served by ServeFolders: installed
+    only when that plugin is loaded and its /ohif folder holds index.html."""
+    assert installed_viewers(["serve-folders"], tmp_path) == ["explorer"]  # empty folder
+    (tmp_path / "index.html").write_text("<html></html>")
+    assert installed_viewers(["serve-folders"], tmp_path) == ["explorer", "ohif"]
+    assert installed_viewers(["python"], tmp_path) == ["explorer"]  # ServeFolders not loaded
+    assert installed_viewers(["serve-folders"], None) == ["explorer"]  # no "/ohif" folder
+    assert installed_viewers(["serve-folders"], tmp_path / "missing") == ["explorer"]
+    orthanc = FakeOrthanc(plugins=["serve-folders", "web-viewer"])
+    study = orthanc.store("1.2.3", "1.2.3.1", "a")
+    urls = study_viewers(orthanc.get, DEFAULT_VIEWER_TEMPLATES, "http://pacs", study, tmp_path)
+    assert urls["ohif"] == "http://pacs/ohif/viewer?StudyInstanceUIDs=1.2.3"
+    assert next(iter(urls)) == "ohif"  # the first, default link

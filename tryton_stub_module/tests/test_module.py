@@ -348,6 +348,10 @@ class HealthRadiologyTestCase(ModuleTestCase):
         study = Study(result['studies']['study-1'])
         self.assertEqual(
             study.ohif_url, 'https://viewer.example.com/?uid=1.2.3.4')
+        # Each series' form opens its study in OHIF too.
+        self.assertTrue(study.series)
+        for series in study.series:
+            self.assertEqual(series.ohif_url, study.ohif_url)
 
     @with_transaction()
     def test_push_many_instances(self):
