@@ -1,6 +1,9 @@
 "What a person does in SAO, Tryton's web client, as Playwright steps."
 import re
+import time
 from pathlib import Path
+
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import stack
 
@@ -65,10 +68,22 @@ def choose(page, name, typed, record, timeout=30000):
         const shown = [...document.querySelectorAll('.modal.in')].pop();
         return shown && shown.contains(document.activeElement);
     }""", timeout=timeout)
-    dialog(page).locator(f'input[name="{name}"]').fill(typed)
+    field = dialog(page).locator(f'input[name="{name}"]')
     match = page.locator('.modal-dialog .dropdown.open .dropdown-menu li a',
                          has_text=record).first
-    match.click(timeout=timeout)
+    # On a loaded machine SAO may still redraw the dialog after it took the
+    # focus, wiping what was typed or closing its list: then a person types
+    # again. Each try waits for the list; the whole is bounded by `timeout`.
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        field.fill('')
+        field.fill(typed)
+        try:
+            match.click(timeout=min(10000, timeout))
+            break
+        except PlaywrightTimeout:
+            if time.monotonic() > deadline:
+                raise
     page.wait_for_function(
         """([name, record]) => [...document.querySelectorAll(
             `.modal-dialog input[name="${name}"]`)].some(e => e.value === record)""",
