@@ -118,12 +118,13 @@ def _example():
 
 
 def test_example_documents_every_key_with_its_default():
-    from orthanc_gnuhealth_plugin.config import _KEYS, _WORKLIST_KEYS
+    from orthanc_gnuhealth_plugin.config import _KEYS, _UPLOAD_KEYS, _WORKLIST_KEYS
     text, example = _example()
     section = example["GnuHealth"]
     for key in _KEYS:
         assert f'"{key}"' in text, key
     assert set(section["Worklist"]) == set(_WORKLIST_KEYS)
+    assert set(section["Uploads"]) == set(_UPLOAD_KEYS)
     defaults = parse_settings(dict(section))
     assert defaults == Settings(tryton_password=section["TrytonPassword"])
     assert "libOrthancPython.so" in " ".join(example["Plugins"])
