@@ -175,26 +175,40 @@ class Upload(ModelSQL, ModelView):
                     node=node, limit=limit))
         table = cls.__table__()
         cursor = Transaction().connection.cursor()
-        mine = (table.state == 'importing') & (table.node == node)
         cursor.execute(*table.select(table.id,
-                where=(table.state == 'pending') | mine,
+                where=cls._claimable(table, node),
                 order_by=[table.id.asc], limit=limit))
-        claimed = []
-        now = datetime.datetime.now()
-        for id_, in cursor.fetchall():
-            cursor.execute(*table.update(
-                    [table.state, table.node, table.claimed],
-                    ['importing', node, now],
-                    where=(table.id == id_)
-                    & ((table.state == 'pending') | mine)))
-            if cursor.rowcount == 1:
-                claimed.append(id_)
-        claimed = cls.browse(claimed)
-        # Again through the ORM, which clears the caches of the records.
-        cls.write(claimed, {'state': 'importing', 'node': node, 'claimed': now})
+        claimed = cls.browse(cls._take([i for i, in cursor.fetchall()], node))
         with without_check_access():
             # The staff chose the patient; the node reads what it imports.
             return [u._claim_values() for u in claimed]
+
+    @staticmethod
+    def _claimable(table, node):
+        "The SQL condition of the uploads `node` may claim"
+        return (table.state == 'pending') | (
+            (table.state == 'importing') & (table.node == node))
+
+    @classmethod
+    def _take(cls, ids, node):
+        """Move the uploads of `ids` to importing for `node`, each only if
+        it is still claimable, and return the ids moved: one another node
+        took since they were read is left to it"""
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        now = datetime.datetime.now()
+        taken = []
+        for id_ in ids:
+            cursor.execute(*table.update(
+                    [table.state, table.node, table.claimed],
+                    ['importing', node, now],
+                    where=(table.id == id_) & cls._claimable(table, node)))
+            if cursor.rowcount == 1:
+                taken.append(id_)
+        # Again through the ORM, which clears the records' caches.
+        cls.write(cls.browse(taken),
+            {'state': 'importing', 'node': node, 'claimed': now})
+        return taken
 
     def _claim_values(self):
         party = self.patient.party

@@ -106,6 +106,20 @@ class UploadTestCase(DBTestCase):
         self.assertEqual((first.state, first.node), ('importing', 'node-a'))
 
     @with_transaction()
+    def test_claim_race(self):
+        "An upload another node took after it was read is not taken again"
+        Upload = Pool().get('gnuhealth.radiology.upload')
+        patient = self.create_patient("Zoë")
+        first, second = self.upload(patient), self.upload(patient)
+        # Both read as pending by node-a; node-b claims the first meanwhile.
+        self.assertEqual(Upload._take([first.id], 'node-b'), [first.id])
+        self.assertEqual(
+            Upload._take([first.id, second.id], 'node-a'), [second.id])
+        self.assertEqual(
+            [(u.state, u.node) for u in Upload.browse([first, second])],
+            [('importing', 'node-b'), ('importing', 'node-a')])
+
+    @with_transaction()
     def test_finish(self):
         "The node reports the counts, the per-file results and the studies"
         Upload = Pool().get('gnuhealth.radiology.upload')
