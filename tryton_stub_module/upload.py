@@ -109,6 +109,12 @@ class Upload(ModelSQL, ModelView):
                 'claim_uploads': RPC(readonly=False),
                 'finish_upload': RPC(readonly=False),
                 })
+        cls._buttons.update({
+                'retry': {
+                    'invisible': ~Eval('state').in_(['importing', 'failed']),
+                    'depends': ['state'],
+                    },
+                })
 
     @classmethod
     def default_state(cls):
@@ -154,6 +160,17 @@ class Upload(ModelSQL, ModelView):
                 'uploader': Transaction().user,
                 'uploaded': datetime.datetime.now()} for v in vlist]
         return super().create(vlist)
+
+    @classmethod
+    @ModelView.button
+    def retry(cls, uploads):
+        """Give failed uploads, or those of a node gone for good, back to
+        the Orthanc nodes: imported again, nothing is stored twice"""
+        # The button's groups (upload.xml) say who may; staff may not
+        # write an upload otherwise.
+        with without_check_access():
+            cls.write([u for u in uploads if u.state in {'importing', 'failed'}],
+                {'state': 'pending', 'node': None, 'claimed': None})
 
     @classmethod
     def claim_uploads(cls, node, limit):

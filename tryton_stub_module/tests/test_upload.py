@@ -151,6 +151,28 @@ class UploadTestCase(DBTestCase):
         self.assertIsInstance(upload.finished, datetime.datetime)
 
     @with_transaction()
+    def test_retry(self):
+        "Staff give a failed upload back to the nodes; a clinician cannot"
+        pool = Pool()
+        Upload = pool.get('gnuhealth.radiology.upload')
+        patient = self.create_patient("Zoë")
+        upload = self.upload(patient)
+        Upload.claim_uploads('node-a', 1)
+        Upload.finish_upload(upload.id, {'state': 'failed', 'message': "gone"})
+        staff = base.create_user('rita', "Rita", 'group_radiology_staff')
+        nobody = base.create_user('nobody', "Nobody")
+        set_user, check = self.as_user(nobody)
+        with set_user, check, self.assertRaises(AccessError):
+            Upload.retry([Upload(upload.id)])
+        set_user, check = self.as_user(staff)
+        with set_user, check:
+            Upload.retry([Upload(upload.id)])
+        upload = Upload(upload.id)
+        self.assertEqual((upload.state, upload.node), ('pending', None))
+        self.assertEqual(
+            [c['id'] for c in Upload.claim_uploads('node-b', 1)], [upload.id])
+
+    @with_transaction()
     def test_request_gives_patient(self):
         "An upload from an imaging request is of the request's patient"
         Upload = Pool().get('gnuhealth.radiology.upload')
