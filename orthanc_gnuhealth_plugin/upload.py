@@ -107,7 +107,8 @@ class _Writer:
 
 
 def unpack(data, filename, folder, limits):
-    """The files of an upload as [(label, path)] in `folder` (a Path).
+    """The files of an upload as [(label, path)] in `folder` (a Path), and
+    (label, None, reason) for a member that is not read (a link, a bad CRC).
 
     A .zip, a .tar (.tar.gz, .tgz), a .gz of one file, or one file as is.
     Raises UploadRefused for an archive that cannot be read, or past a limit.

@@ -87,6 +87,17 @@ def test_no_path_escapes(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*evil*")) == []
 
 
+def test_tar_links_are_never_followed(tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        link = tarfile.TarInfo("cd/passwd.dcm")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        archive.addfile(link)
+    files = upload.unpack(buffer.getvalue(), "cd.tar", tmp_path, LIMITS)
+    assert files == [("cd.tar/cd/passwd.dcm", None, "not a regular file")]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_zip_bomb_fails_cleanly(tmp_path):
     # 6 MB of zeros compress to a few kB: over the 5 MB limit when unpacked.
     bomb = zip_of({"zeros.dcm": b"\0" * (6 << 20)})
