@@ -24,7 +24,10 @@ down:
 
 test: install test-unit test-tryton test-integration test-browser
 
+# A plain `pytest` from the root must collect every test (two test files of
+# one name in two folders would stop it): checked first, in a second.
 test-unit:
+	$(PYTHON) -m pytest -q --collect-only -p no:cacheprovider >/dev/null
 	$(PYTHON) -m pytest -q tests/unit
 
 test-tryton:

@@ -49,6 +49,18 @@ class WorklistSettings:
     order_states: Tuple[str, ...] = ("requested",)
 
 
+@dataclass(frozen=True)
+class UploadSettings:
+    """Outside images uploaded in GNU Health (upload.py, uploads.py)."""
+    # Seconds between two looks for pending uploads; 0: this node imports none.
+    interval: float = 10.0
+    # false: store the files as they are (they are already this hospital's).
+    reconcile: bool = True
+    max_files: int = 10000
+    # Limits of one upload once unpacked (in the temporary folder: TMPDIR).
+    max_total_megabytes: int = 4096
+
+
 class ConfigError(ValueError):
     """A wrong or missing configuration value; the message is one log line."""
 
@@ -86,6 +98,7 @@ class Settings:
     viewer_templates: Mapping[str, str] = field(
         default_factory=lambda: DEFAULT_VIEWER_TEMPLATES, hash=False)
     worklist: WorklistSettings = field(default_factory=WorklistSettings)
+    uploads: UploadSettings = field(default_factory=UploadSettings)
 
     @property
     def rpc_url(self):
@@ -232,8 +245,9 @@ _KEYS = {
     "AuditPageSize": ("audit_page_size", _number_parser(int, 1)),
     "ChangeGapWait": ("change_gap_wait", _number_parser(float, 0)),
     "ViewerTemplates": ("viewer_templates", _parse_templates),
-    # An object of its own: _WORKLIST_KEYS.
+    # Objects of their own: _WORKLIST_KEYS, _UPLOAD_KEYS.
     "Worklist": (None, None),
+    "Uploads": (None, None),
 }
 
 # The "Worklist" object, keys as above (documented in orthanc.json.example).
@@ -247,6 +261,14 @@ _WORKLIST_KEYS = {
     "OrderStates": ("order_states", _list_parser(_parse_text, minimum=1)),
 }
 
+# The "Uploads" object, keys as above (documented in orthanc.json.example).
+_UPLOAD_KEYS = {
+    "Interval": ("interval", _number_parser(float, 0)),
+    "Reconcile": ("reconcile", _parse_bool),
+    "MaxFiles": ("max_files", _number_parser(int, 1)),
+    "MaxTotalMegabytes": ("max_total_megabytes", _number_parser(int, 1)),
+}
+
 
 def parse_settings(section: Optional[dict], warn=lambda line: None,
                    read_file=None) -> Settings:
@@ -258,6 +280,8 @@ def parse_settings(section: Optional[dict], warn=lambda line: None,
     section = {} if section is None else section
     values = _parse_object("", section, _KEYS, warn)
     values["worklist"] = _parse_worklist(section.get("Worklist"), warn)
+    values["uploads"] = UploadSettings(**_parse_object(
+        "Uploads.", section.get("Uploads"), _UPLOAD_KEYS, warn))
     values.setdefault("tryton_public_url", values.get("tryton_url", Settings.tryton_url))
     settings = Settings(**values)
     if not settings.enabled:

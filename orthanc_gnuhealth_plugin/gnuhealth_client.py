@@ -19,6 +19,7 @@ from .errors import GnuHealthUnavailable, NotSupported, StudyRejected
 STUDY_MODEL = "gnuhealth.radiology.study"
 RPC_METHOD = f"model.{STUDY_MODEL}.push_from_pacs"
 WORKLIST_METHOD = "model.gnuhealth.imaging.test.request.worklist_orders"
+UPLOAD_MODEL = "gnuhealth.radiology.upload"
 # What Orthanc Explorer's study panel shows (explorer.describe). With GNU
 # Health's health_imaging, the study also links to its patient and order
 # (code, test, state, requesting professional: the order's rec_name is
@@ -198,6 +199,23 @@ class GnuHealthClient:
                 f"health_imaging and health_radiology in database "
                 f"{self._settings.tryton_database}, and put {self._settings.tryton_user!r} "
                 f"in the radiology sync group") from None
+
+    def claim_uploads(self, node, limit):
+        """Up to `limit` pending uploads, claimed for `node` so that no other
+        node imports them (tryton_stub_module/upload.py). Raises
+        GnuHealthUnavailable, or NotSupported naming the fix."""
+        try:
+            return self._with_session(f"model.{UPLOAD_MODEL}.claim_uploads", node, limit)
+        except StudyRejected as error:
+            raise NotSupported(
+                f"GNU Health cannot hand out uploads ({error}): activate health_imaging "
+                f"and an up-to-date health_radiology in database "
+                f"{self._settings.tryton_database}, and put {self._settings.tryton_user!r} "
+                f"in the radiology sync group") from None
+
+    def finish_upload(self, upload_id, result):
+        """Report what the import of a claimed upload came to."""
+        return self._with_session(f"model.{UPLOAD_MODEL}.finish_upload", upload_id, result)
 
     def _with_session(self, method, *args):
         try:

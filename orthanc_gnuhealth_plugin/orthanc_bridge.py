@@ -47,6 +47,11 @@ class OrthancAdapter:
                 return None
             raise
 
+    def store_instance(self, data):
+        """POST /instances in-process: Orthanc's answer ({"ID", "ParentStudy",
+        "Status": "Success" or "AlreadyStored"...}); raises on a refused file."""
+        return json.loads(orthanc.RestApiPost("/instances", data))
+
     def get_cursor(self):
         value = orthanc.GetGlobalProperty(self._cursor_property, "")
         return int(value) if value.strip() else 0

@@ -27,6 +27,9 @@ class Status:
             # Studies pushed as still receiving, waiting for StableStudy or
             # StableAge seconds without a new instance.
             "receiving": 0,
+            # The last upload this node imported (uploads.py): {"id",
+            # "state", "message", "stored", "skipped", "failed"}.
+            "last_upload": None,
         }
         self._failed = []
 

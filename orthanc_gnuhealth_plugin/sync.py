@@ -5,9 +5,10 @@ Plain Python with injected dependencies:
   set_cursor(int) (the cursor lives in an Orthanc global property, so it
   survives restarts; each node of a cluster keeps its own), get_state() ->
   dict, set_state(dict) (a second global property: pending.py),
-  stable_age() -> Orthanc's StableAge in seconds;
+  stable_age() -> Orthanc's StableAge in seconds,
+  store_instance(bytes) -> the answer of POST /instances (uploads.py);
 - `gnuhealth`: push(batch), raising GnuHealthUnavailable or StudyRejected,
-  and the lists of audit.py;
+  the lists of audit.py, and claim_uploads/finish_upload (uploads.py);
 - `clock`: seconds since the epoch (time.time), for back-off and status.
 
 What to push comes from Orthanc's /changes log, read from the persisted
@@ -49,6 +50,7 @@ from .on_demand import OnDemand
 from .pending import Pending, back_off_delay, iso
 from .resync import Resync
 from .status import Status
+from .uploads import Uploads
 
 
 # Deletions per RPC call; GNU Health marks them in slices.
@@ -83,6 +85,7 @@ class SyncWorker:
         self._quiet_after = None  # StableAge + STABLE_GRACE, read at the first run
         self._failures = 0  # consecutive cycles that could not reach GNU Health
         self._next_attempt = 0.0
+        self._uploads = Uploads(settings, orthanc, gnuhealth, self.status, log, clock)
         self._resync = Resync(settings, orthanc, self.status, log,
                               on_finished=lambda: self._audit.restart("resync"))
 
@@ -167,9 +170,10 @@ class SyncWorker:
 
     def _next_deadline(self):
         """When a timer of the worker fires: a quiet receiving study, the
-        next audit page, the end of the wait at a gap."""
+        next audit page, the next look for uploads, the end of the wait at
+        a gap."""
         times = [self._pending.next_quiet(self._quiet_after or 0), self._audit.next_time(),
-                 self._changes.gap_deadline()]
+                 self._uploads.next_time(), self._changes.gap_deadline()]
         return min([t for t in times if t is not None], default=float("inf"))
 
     def run_once(self):
@@ -194,6 +198,8 @@ class SyncWorker:
             more = self._resync.step(self._push_studies) or more
             if not more and self._audit.due():
                 self._audit.step()  # only with the change log drained
+            if not more and self._uploads.due():
+                more = self._uploads.step()
         except GnuHealthUnavailable as error:
             self._back_off(error)
             return False

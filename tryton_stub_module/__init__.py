@@ -6,7 +6,7 @@ from trytond.pool import Pool
 
 from . import (
     audit, imaging, instance, link, link_again, link_imaging, link_wizard,
-    series, server, study, worklist)
+    series, server, study, upload, worklist)
 
 __all__ = ['register']
 
@@ -41,4 +41,5 @@ def register():
         imaging.ImagingTestRequest,
         imaging.ImagingTestResult,
         worklist.ImagingTestRequest,
+        upload.Upload,
         module='health_radiology', type_='model', depends=['health_imaging'])

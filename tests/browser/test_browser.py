@@ -5,9 +5,11 @@ Debian's chromium, headless, driven by Playwright, against the real stack
 """
 import re
 import xmlrpc.client
+import zipfile
 
 import pytest
 
+import samples
 import sao
 import stack
 from sao import screenshot
@@ -158,3 +160,63 @@ def test_clinician_has_no_admin_menus_nor_pacs_writes(demo, page):
     assert (write.value.faultCode, write.value.faultString) == refused
     assert (delete.value.faultCode, delete.value.faultString) == refused
     assert study_of(demo, bruno['puid'])['description'] == study['description']
+
+
+def test_radiologist_uploads_outside_cd(demo, page, tmp_path):
+    """A CD from another hospital, uploaded on the patient in SAO: the study
+    lands on the patient's Imaging Studies tab under her identity."""
+    chloe = demo.patient('Martin')
+    files = samples.generate_study(tmp_path / 'cd', series=1, instances=2,
+                                   PatientID='OUTSIDE-77', PatientName='Martin^C',
+                                   StudyDescription='Outside CD, chest CT')
+    archive = tmp_path / 'outside-cd.zip'
+    with zipfile.ZipFile(archive, 'w') as zipped:
+        for path in files:
+            zipped.write(path, f'DICOM/{path.name}')
+
+    sao.login(page, demo, stack.RADIOLOGIST, RADIOLOGIST_NAME,
+              f"model/gnuhealth.patient/{chloe['patient_id']}")
+    sao.launch_action(page, 'Upload Images')
+    # The action opens the patient's uploads in a tab of their own.
+    sao.current_tab(page).get_by_text('Upload Images').first.wait_for()
+    tab = sao.current_tab(page)
+    tab.locator('button#new_').click()
+    # The new upload is shown with the patient filled in by the action.
+    page.wait_for_function(
+        '''name => [...document.querySelectorAll(
+            '#tabcontent .tab-pane.active input[name="patient"]')].some(e => e.value === name)''',
+        arg='Martin, Chloé')
+    tab.locator('input[type=file]').set_input_files(str(archive))
+    # SAO reads the file, then shows its name beside the field.
+    page.wait_for_function(
+        '''name => [...document.querySelectorAll('#tabcontent .tab-pane.active input')]
+            .some(e => e.value === name)''', arg=archive.name)
+    screenshot(page, 'sao-upload-new')
+    tab.locator('button#save').click()
+
+    def upload():
+        rows = demo.rpc('model.gnuhealth.radiology.upload.search_read',
+                        [('filename', '=', archive.name)], 0, None, None,
+                        ['state', 'patient', 'stored', 'skipped', 'failed'])
+        return rows and rows[0]['state'] in ('done', 'failed') and rows[0]
+    done = stack.wait_until(upload, 90, 'the upload imported by Orthanc')
+    assert (done['state'], done['patient'], done['stored']) == (
+        'done', chloe['patient_id'], len(files))
+
+    def linked():
+        return [s for s in demo.studies() if s['description'] == 'Outside CD, chest CT'
+                and s['link_state'] == 'linked']
+    study, = stack.wait_until(linked, 90, 'the uploaded study linked in GNU Health')
+    assert (study['patient'], study['dicom_patient_id']) == (
+        chloe['patient_id'], chloe['puid'])
+
+    # What the radiologist sees: the upload done, with its counts and study.
+    tab.locator('button#reload').click()
+    tab.locator('tr', has_text='Outside CD, chest CT').wait_for()
+    screenshot(page, 'sao-upload-done')
+
+    page.goto(f"{demo.trytond.url}#{stack.DATABASE}/model/gnuhealth.patient/"
+              f"{chloe['patient_id']}")
+    page.reload()
+    sao.notebook_page(page, 'Imaging Studies')
+    sao.current_tab(page).locator('tr', has_text='Outside CD, chest CT').wait_for()

@@ -5,11 +5,12 @@ server (storescu of pydicom's CT_small.dcm, then GET /changes,
 /studies/{id}, /studies/{id}/series, /studies/{id}/instances).
 """
 import hashlib
+import io
 import json
 import re
 from urllib.parse import parse_qs, urlparse
 
-from orthanc_gnuhealth_plugin.config import Settings
+from orthanc_gnuhealth_plugin.config import Settings, UploadSettings
 from orthanc_gnuhealth_plugin.errors import GnuHealthUnavailable, NotSupported, StudyRejected
 
 DATE = "20261128T152119"
@@ -23,10 +24,12 @@ def orthanc_id(*parts):
 
 def settings(**overrides):
     # No wait at gaps in the change log (the fake deletes changes with their
-    # resources, as Orthanc does with SQLite) and no audit, unless a test asks.
+    # resources, as Orthanc does with SQLite), no audit and no uploads, unless
+    # a test asks.
     values = dict(tryton_password="secret", batch_size=100, studies_per_push=20,
                   retry_min_delay=1.0, retry_max_delay=60.0, poll_interval=0.05,
-                  change_gap_wait=0, audit_interval=0)
+                  change_gap_wait=0, audit_interval=0,
+                  uploads=UploadSettings(interval=0))
     values.update(overrides)
     return Settings(**values)
 
@@ -68,6 +71,7 @@ class FakeOrthanc:
         self.stable_age_seconds = 60  # Orthanc's StableAge
         self.ohif_folder_path = None  # ServeFolders' "/ohif" folder
         self._updates = 0  # LastUpdate changes with every instance stored
+        self.stored_files = []  # the datasets POSTed to /instances
 
     # ---- building the archive, like C-STORE would ----
 
@@ -124,6 +128,17 @@ class FakeOrthanc:
         for change, level, resource_id, path in new:
             self._log(change, level, resource_id, path)
         return study
+
+    def store_instance(self, data):
+        """POST /instances: the DICOM file `data`, as Orthanc answers it."""
+        import pydicom  # only the upload tests store files
+        ds = pydicom.dcmread(io.BytesIO(data))
+        before = len(self.instances)
+        study = self.store(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID,
+                           patient_id=ds.PatientID)
+        self.stored_files.append(ds)
+        return {"ParentStudy": study,
+                "Status": "Success" if len(self.instances) > before else "AlreadyStored"}
 
     def stabilize(self):
         """What Orthanc does StableAge seconds after the last instance."""
@@ -218,6 +233,8 @@ class FakeOrthanc:
                     "CountInstances": len(self.instances)}
         if url.path == "/plugins":
             return list(self.plugins)
+        if url.path == "/system":
+            return {"Name": "orthanc", "HttpPort": 8042}
         if url.path == "/studies":
             ids = sorted(self.studies)
             since, limit = int(query.get("since", 0)), int(query.get("limit", 0))
@@ -270,6 +287,9 @@ class FakeGnuHealth:
         self.summaries = []  # the ids of each audit_summary call
         self.orders = []  # what worklist_orders answers
         self.conflicts = {}  # Orthanc study id -> note: what push answers in "conflicts"
+        self.uploads = []  # what claim_uploads hands out, in order
+        self.claims = []  # the node of each claim_uploads call
+        self.finished = {}  # upload id -> the result finish_upload got
 
     def open_imaging_orders(self, states):
         if self.unreachable:
@@ -317,6 +337,19 @@ class FakeGnuHealth:
                 "last_update": record["last_update"],
                 "reception": "complete" if record["complete"] else "receiving",
                 "pacs_state": self.pacs_state[orthanc_id]}
+
+    def claim_uploads(self, node, limit):
+        if self.unreachable:
+            raise GnuHealthUnavailable("GNU Health at http://localhost:8000/ is unreachable")
+        claimed, self.uploads = self.uploads[:limit], self.uploads[limit:]
+        self.claims.append(node)
+        return claimed
+
+    def finish_upload(self, upload_id, result):
+        if self.unreachable:
+            raise GnuHealthUnavailable("GNU Health at http://localhost:8000/ is unreachable")
+        self.finished[upload_id] = result
+        return upload_id
 
     def pushed_uids(self):
         return [s["study_uid"] for b in self.batches for s in b["studies"]]

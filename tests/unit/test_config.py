@@ -118,15 +118,29 @@ def _example():
 
 
 def test_example_documents_every_key_with_its_default():
-    from orthanc_gnuhealth_plugin.config import _KEYS, _WORKLIST_KEYS
+    from orthanc_gnuhealth_plugin.config import _KEYS, _UPLOAD_KEYS, _WORKLIST_KEYS
     text, example = _example()
     section = example["GnuHealth"]
     for key in _KEYS:
         assert f'"{key}"' in text, key
     assert set(section["Worklist"]) == set(_WORKLIST_KEYS)
+    assert set(section["Uploads"]) == set(_UPLOAD_KEYS)
     defaults = parse_settings(dict(section))
     assert defaults == Settings(tryton_password=section["TrytonPassword"])
     assert "libOrthancPython.so" in " ".join(example["Plugins"])
     assert example["AuthenticationEnabled"] is True and example["RegisteredUsers"]
     assert example["PythonScript"].endswith("launcher/orthanc_gnuhealth.py")
     assert "ModalityWorklists" in text
+
+
+def test_uploads_settings_and_their_errors():
+    from orthanc_gnuhealth_plugin.config import UploadSettings
+    settings = parse({"TrytonPassword": "pw", "Uploads": {
+        "Interval": 0, "Reconcile": False, "MaxFiles": 5, "MaxTotalMegabytes": 7}})
+    assert settings.uploads == UploadSettings(interval=0, reconcile=False, max_files=5,
+                                              max_total_megabytes=7)
+    assert "GnuHealth.Uploads.MaxFiles must be an integer >= 1" in error_of(
+        {"TrytonPassword": "pw", "Uploads": {"MaxFiles": 0}})
+    warnings = []
+    parse({"TrytonPassword": "pw", "Uploads": {"MaxFile": 3}}, warn=warnings.append)
+    assert warnings and warnings[0].startswith("GnuHealth.Uploads.MaxFile is not a known")
