@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -115,7 +116,8 @@ class Process:
 
 # --- trytond ---------------------------------------------------------------
 
-def trytond_conf(directory, port, database_dir):
+def trytond_conf(directory, port, database_dir, tls=None):
+    """`tls`: (certificate, private key) PEM files: trytond serves https."""
     path = Path(directory) / 'trytond.conf'
     path.write_text(
         '[database]\n'
@@ -127,7 +129,8 @@ def trytond_conf(directory, port, database_dir):
         '[session]\n'
         # Demo logins are short-lived in a browser; the sync account's session
         # is renewed by the plugin when it expires.
-        'timeout = 3600\n')
+        'timeout = 3600\n'
+        + (f'[ssl]\ncertificate = {tls[0]}\nprivatekey = {tls[1]}\n' if tls else ''))
     return path
 
 
@@ -180,17 +183,19 @@ def template_database():
 
 
 class Trytond:
-    "trytond serving one SQLite copy of the template database."
+    """trytond serving one SQLite copy of the template database; over TLS
+    with `tls` = (certificate, private key, CA certificate) PEM files."""
 
-    def __init__(self, workdir, port=None, template=None):
+    def __init__(self, workdir, port=None, template=None, tls=None):
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.template = template
+        self.tls = tls
         self.process = None
 
     @property
     def url(self):
-        return f'http://127.0.0.1:{self.port}/'
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/"
 
     @property
     def database_url(self):
@@ -201,11 +206,12 @@ class Trytond:
         database = self.workdir / f'{DATABASE}.sqlite'
         if not database.exists():
             shutil.copy(self.template or template_database(), database)
-        conf = trytond_conf(self.workdir, self.port, self.workdir)
+        conf = trytond_conf(self.workdir, self.port, self.workdir, self.tls and self.tls[:2])
         self.process = Process(
             'trytond', [VENV / 'bin' / 'trytond', '-c', conf],
             self.workdir / 'trytond.log', env=checkout_env()).start()
-        wait_until(lambda: xmlrpc.client.ServerProxy(self.url)
+        context = ssl.create_default_context(cafile=self.tls[2]) if self.tls else None
+        wait_until(lambda: xmlrpc.client.ServerProxy(self.url, context=context)
                    .common.server.version(), 60, 'trytond', self.process.popen)
         return self
 

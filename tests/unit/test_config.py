@@ -130,3 +130,15 @@ def test_example_documents_every_key_with_its_default():
     assert example["AuthenticationEnabled"] is True and example["RegisteredUsers"]
     assert example["PythonScript"].endswith("launcher/orthanc_gnuhealth.py")
     assert "ModalityWorklists" in text
+
+
+def test_ca_bundle_is_checked_at_load(tmp_path):
+    https = {"TrytonPassword": "pw", "TrytonUrl": "https://his.example/"}
+    assert parse(https).tryton_ca_bundle is None  # the system's trust store
+    message = error_of({**https, "TrytonCaBundle": str(tmp_path / "none.pem")})
+    assert message.startswith("GnuHealth.TrytonCaBundle: cannot load") and "none.pem" in message
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    assert "GnuHealth.TrytonCaBundle" in error_of({**https,
+                                                   "TrytonCaBundle": str(tmp_path / "junk.pem")})
+    message = error_of({"TrytonPassword": "pw", "TrytonCaBundle": str(tmp_path / "junk.pem")})
+    assert "TrytonCaBundle is set but GnuHealth.TrytonUrl" in message and "https://" in message
