@@ -107,6 +107,15 @@ def _parse_text(key, value):
     raise ConfigError(f'{SECTION}.{key} must be a non-empty string, not {value!r}')
 
 
+def _parse_secret(key, value):
+    """A password: like _parse_text, but the error never shows the value
+    (Orthanc's log is read by more people than the password is for)."""
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise ConfigError(f'{SECTION}.{key} must be a non-empty string, not a '
+                      f'{type(value).__name__}')
+
+
 def _parse_optional_text(key, value):
     """null (the default) or a non-empty string."""
     return None if value is None else _parse_text(key, value)
@@ -224,7 +233,7 @@ _KEYS = {
     "TrytonPublicUrl": ("tryton_public_url", _parse_http_url),
     "TrytonDatabase": ("tryton_database", _parse_text),
     "TrytonUser": ("tryton_user", _parse_text),
-    "TrytonPassword": ("tryton_password", _parse_text),
+    "TrytonPassword": ("tryton_password", _parse_secret),
     "TrytonPasswordFile": (None, _parse_text),
     "TrytonCaBundle": ("tryton_ca_bundle", _parse_optional_text),
     "RpcTimeout": ("rpc_timeout", _number_parser(float, 1)),
@@ -283,7 +292,7 @@ def _parse_object(prefix, section, keys, warn):
     if section is None:  # an absent object: every default
         return {}
     if not isinstance(section, dict):
-        raise ConfigError(f'"{where}" must be a JSON object, not {section!r}')
+        raise ConfigError(f'"{where}" must be a JSON object, not a {type(section).__name__}')
     for key in section:
         if key not in keys:
             warn(f'{where}.{key} is not a known setting and is ignored '
@@ -307,7 +316,7 @@ def _password(section, read_file):
         raise ConfigError(
             f'{SECTION}: set only one of TrytonPassword and TrytonPasswordFile')
     if "TrytonPassword" in section:
-        return _parse_text("TrytonPassword", section["TrytonPassword"])
+        return _parse_secret("TrytonPassword", section["TrytonPassword"])
     if "TrytonPasswordFile" in section:
         path = _parse_text("TrytonPasswordFile", section["TrytonPasswordFile"])
         try:

@@ -142,3 +142,10 @@ def test_ca_bundle_is_checked_at_load(tmp_path):
                                                    "TrytonCaBundle": str(tmp_path / "junk.pem")})
     message = error_of({"TrytonPassword": "pw", "TrytonCaBundle": str(tmp_path / "junk.pem")})
     assert "TrytonCaBundle is set but GnuHealth.TrytonUrl" in message and "https://" in message
+
+
+def test_a_malformed_password_is_not_shown():
+    for value in (["s3cret-value"], {"value": "s3cret-value"}, 12345678):
+        message = error_of({"TrytonPassword": value})
+        assert message.startswith("GnuHealth.TrytonPassword must be a non-empty string")
+        assert "s3cret-value" not in message and "12345678" not in message
