@@ -42,7 +42,7 @@ test-integration:
 # production database), for what differs there: the sync end to end, the
 # faults, two Orthanc nodes pushing at once, the access rights.
 PG_TESTS := test_modality_to_gnuhealth.py test_faults.py test_faults_cluster.py \
-	test_least_privilege.py
+	test_concurrent_pushes.py test_least_privilege.py
 test-postgresql:
 	cd tests/integration && TRYTON_DB=postgresql ../../$(PYTHON) -m pytest -q -x $(PG_TESTS)
 
