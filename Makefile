@@ -8,21 +8,25 @@ export DB_NAME ?= :memory:
 export DB_CACHE ?= $(CURDIR)/.cache/tryton-tests/$(shell cat tryton_stub_module/*.py \
 	tryton_stub_module/*.xml tryton_stub_module/tryton.cfg | sha256sum | cut -c1-16)
 
-.PHONY: install demo up down test test-unit test-tryton test-integration test-browser
+.PHONY: install demo up down test test-unit test-tryton test-integration test-postgresql \
+	test-browser
 
 install:
 	bash scripts/install.sh
 
+# DB=postgresql: GNU Health on a private PostgreSQL 15 cluster (default SQLite).
+DB ?= sqlite
+
 demo: install
-	$(PYTHON) scripts/stack.py demo
+	$(PYTHON) scripts/stack.py demo --db $(DB)
 
 up: install
-	$(PYTHON) scripts/stack.py up
+	$(PYTHON) scripts/stack.py up --db $(DB)
 
 down:
 	@[ ! -x $(PYTHON) ] || $(PYTHON) scripts/stack.py down
 
-test: install test-unit test-tryton test-integration test-browser
+test: install test-unit test-tryton test-integration test-postgresql test-browser
 
 # A plain `pytest` from the root must collect every test (two test files of
 # one name in two folders would stop it): checked first, in a second.
@@ -36,6 +40,14 @@ test-tryton:
 
 test-integration:
 	$(PYTHON) -m pytest -q -x tests/integration
+
+# The same tests with trytond on a private PostgreSQL 15 cluster (GNU Health's
+# production database), for what differs there: the sync end to end, the
+# faults, two Orthanc nodes pushing at once, the access rights.
+PG_TESTS := test_modality_to_gnuhealth.py test_faults.py test_faults_cluster.py \
+	test_concurrent_pushes.py test_least_privilege.py
+test-postgresql:
+	cd tests/integration && TRYTON_DB=postgresql ../../$(PYTHON) -m pytest -q -x $(PG_TESTS)
 
 # SAO, Orthanc Explorer and the web viewer in Debian's headless chromium
 # (Playwright); refreshes the screenshots in docs/screenshots/.

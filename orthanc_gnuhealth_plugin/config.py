@@ -3,6 +3,7 @@
 Every problem is reported as one line naming the key and the fix, because
 the only place a hospital administrator sees it is Orthanc's log.
 """
+import ssl
 import string
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -76,6 +77,9 @@ class Settings:
     tryton_database: str = "gnuhealth"
     tryton_user: str = "orthanc-sync"
     tryton_password: str = field(default="", repr=False)
+    # PEM file of the CA(s) that signed trytond's certificate (https only);
+    # None: the system's trust store. Certificates are always verified.
+    tryton_ca_bundle: Optional[str] = None
     rpc_timeout: float = 30.0
     batch_size: int = 100
     studies_per_push: int = 20
@@ -116,6 +120,20 @@ def _parse_text(key, value):
     if isinstance(value, str) and value.strip():
         return value.strip()
     raise ConfigError(f'{SECTION}.{key} must be a non-empty string, not {value!r}')
+
+
+def _parse_secret(key, value):
+    """A password: like _parse_text, but the error never shows the value
+    (Orthanc's log is read by more people than the password is for)."""
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise ConfigError(f'{SECTION}.{key} must be a non-empty string, not a '
+                      f'{type(value).__name__}')
+
+
+def _parse_optional_text(key, value):
+    """null (the default) or a non-empty string."""
+    return None if value is None else _parse_text(key, value)
 
 
 def _parse_ae_title(key, value):
@@ -230,8 +248,9 @@ _KEYS = {
     "TrytonPublicUrl": ("tryton_public_url", _parse_http_url),
     "TrytonDatabase": ("tryton_database", _parse_text),
     "TrytonUser": ("tryton_user", _parse_text),
-    "TrytonPassword": ("tryton_password", _parse_text),
+    "TrytonPassword": ("tryton_password", _parse_secret),
     "TrytonPasswordFile": (None, _parse_text),
+    "TrytonCaBundle": ("tryton_ca_bundle", _parse_optional_text),
     "RpcTimeout": ("rpc_timeout", _number_parser(float, 1)),
     "BatchSize": ("batch_size", _number_parser(int, 1)),
     "StudiesPerPush": ("studies_per_push", _number_parser(int, 1)),
@@ -289,6 +308,7 @@ def parse_settings(section: Optional[dict], warn=lambda line: None,
     password = _password(section, read_file or _read_text_file)
     _check_delays(settings)
     _check_properties(settings)
+    _check_ca_bundle(settings)
     return replace(settings, tryton_password=password)
 
 
@@ -298,7 +318,7 @@ def _parse_object(prefix, section, keys, warn):
     if section is None:  # an absent object: every default
         return {}
     if not isinstance(section, dict):
-        raise ConfigError(f'"{where}" must be a JSON object, not {section!r}')
+        raise ConfigError(f'"{where}" must be a JSON object, not a {type(section).__name__}')
     for key in section:
         if key not in keys:
             warn(f'{where}.{key} is not a known setting and is ignored '
@@ -322,7 +342,7 @@ def _password(section, read_file):
         raise ConfigError(
             f'{SECTION}: set only one of TrytonPassword and TrytonPasswordFile')
     if "TrytonPassword" in section:
-        return _parse_text("TrytonPassword", section["TrytonPassword"])
+        return _parse_secret("TrytonPassword", section["TrytonPassword"])
     if "TrytonPasswordFile" in section:
         path = _parse_text("TrytonPasswordFile", section["TrytonPasswordFile"])
         try:
@@ -346,6 +366,30 @@ def _check_properties(settings):
         raise ConfigError(
             f'{SECTION}.StateProperty must differ from CursorProperty '
             f'({settings.cursor_property}); default {Settings.state_property}')
+
+
+def tls_context(settings):
+    """The TLS context for https:// to trytond: verifying, with the CA
+    bundle of TrytonCaBundle if set (raises OSError or ssl.SSLError)."""
+    return ssl.create_default_context(cafile=settings.tryton_ca_bundle)
+
+
+def _check_ca_bundle(settings):
+    path = settings.tryton_ca_bundle
+    if path is None:
+        return
+    if not settings.tryton_url.startswith("https:"):
+        raise ConfigError(
+            f'{SECTION}.TrytonCaBundle is set but {SECTION}.TrytonUrl '
+            f'({settings.tryton_url}) is not https://: use https:// or remove '
+            f'TrytonCaBundle')
+    try:
+        tls_context(settings)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(
+            f'{SECTION}.TrytonCaBundle: cannot load {path!r} as PEM CA certificates '
+            f'({getattr(error, "strerror", None) or error}); give the PEM file of the CA '
+            f'that signed trytond\'s certificate, readable by the Orthanc user')
 
 
 def _check_delays(settings):

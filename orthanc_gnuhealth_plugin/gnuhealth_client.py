@@ -9,11 +9,13 @@ the login's included, times out after RpcTimeout.
 import http.client
 import re
 import socket
+import ssl
 import threading
 import xmlrpc.client
 
 from proteus import config as proteus_config
 
+from .config import tls_context
 from .errors import GnuHealthUnavailable, NotSupported, StudyRejected
 
 STUDY_MODEL = "gnuhealth.radiology.study"
@@ -57,7 +59,7 @@ class SessionExpired(Exception):
     """trytond answered 401/403: the session timed out or trytond restarted."""
 
 
-def _timeout_transport(url, timeout, session_headers):
+def _timeout_transport(settings, session_headers):
     """An xmlrpc transport whose sockets time out, so a hung trytond cannot
     block the worker (and Orthanc's shutdown) forever.
 
@@ -65,7 +67,11 @@ def _timeout_transport(url, timeout, session_headers):
     so the transport itself sends `session_headers`: the list into which
     set_xmlrpc_session appends the session's Authorization header.
     """
-    base = xmlrpc.client.SafeTransport if url.startswith("https:") else xmlrpc.client.Transport
+    url, timeout = settings.rpc_url, settings.rpc_timeout
+    https = url.startswith("https:")
+    base = xmlrpc.client.SafeTransport if https else xmlrpc.client.Transport
+    # Verifying trytond's certificate, against TrytonCaBundle if set.
+    options = {"context": tls_context(settings)} if https else {}
 
     class TimeoutTransport(base):
         def make_connection(self, host):
@@ -76,7 +82,7 @@ def _timeout_transport(url, timeout, session_headers):
         def send_headers(self, connection, headers):
             super().send_headers(connection, list(headers) + list(session_headers))
 
-    return TimeoutTransport(use_builtin_types=True)
+    return TimeoutTransport(use_builtin_types=True, **options)
 
 
 def classify(error, settings):
@@ -103,6 +109,10 @@ def classify(error, settings):
                 f"{where} answered 404: check GnuHealth.TrytonUrl and "
                 f"GnuHealth.TrytonDatabase")
         return GnuHealthUnavailable(f"{where} answered HTTP {error.errcode} {error.errmsg}")
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return GnuHealthUnavailable(
+            f"{where} refused: its TLS certificate is not trusted ({error.verify_message}); "
+            f"set GnuHealth.TrytonCaBundle to the PEM file of the CA that signed it")
     if isinstance(error, (OSError, socket.timeout, http.client.HTTPException,
                           xmlrpc.client.ResponseError)):
         return GnuHealthUnavailable(f"{where} is unreachable: {error}")
@@ -116,7 +126,7 @@ def open_session(settings, login_function):
     session = login_function(
         settings.rpc_url, username=settings.tryton_user,
         password=settings.tryton_password, headers=headers,
-        transport=_timeout_transport(settings.rpc_url, settings.rpc_timeout, headers))
+        transport=_timeout_transport(settings, headers))
     try:
         # set_xmlrpc_session is a generator context manager: entering it
         # logs in; the caller keeps it for as long as it is valid.

@@ -9,7 +9,7 @@ import threading
 
 import orthanc
 
-from . import config, dicom_text, explorer, mapping, viewers, worklist
+from . import config, dicom_text, explorer, mapping, metrics, viewers, worklist
 from .gnuhealth_client import STUDY_MODEL, GnuHealthClient, StudyLookup
 from .sync import SyncWorker
 
@@ -100,6 +100,7 @@ class Plugin:
         self.text = dicom_text.TextReader(self.adapter.get_raw, _log)
         # One client for the sync and the worklist: it keeps a session per thread.
         self.client = GnuHealthClient(settings, _log_info)
+        self.metrics = metrics.Metrics()
         self.worklist = None
         if settings.worklist.enabled:
             self.worklist = worklist.OrderCache(
@@ -121,7 +122,7 @@ class Plugin:
 
     def start(self):
         self.worker = SyncWorker(self.settings, self.adapter, self.client, _log,
-                                 text=self.text)
+                                 text=self.text, after_step=self.publish_metrics)
         self.thread = threading.Thread(target=self.worker.run, name="gnuhealth-sync",
                                        daemon=True)
         self.thread.start()
@@ -135,6 +136,16 @@ class Plugin:
         if self.worker is not None:
             self.worker.stop()
             self.thread.join(self.settings.rpc_timeout + _STOP_MARGIN)
+
+    def publish_metrics(self):
+        """In the worker thread, after each of its steps (never in a callback)."""
+        try:
+            worklist_status = self.worklist.status() if self.worklist else {"enabled": False}
+            for name, value in self.metrics.values(self.worker.status_now(),
+                                                   worklist_status).items():
+                orthanc.SetMetricsValue(name, value, orthanc.MetricsType.DEFAULT)
+        except Exception as error:  # metrics must never stop the sync
+            orthanc.LogWarning(f"GNU Health: cannot publish the metrics: {error!r}")
 
     def on_worklist(self, answers, query, issuer_aet, called_aet):
         """A modality's C-FIND worklist query: Orthanc's own matcher has the

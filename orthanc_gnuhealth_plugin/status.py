@@ -11,7 +11,10 @@ class Status:
             "last_change": None,
             "last_error": None,
             "gnuhealth_reachable": None,  # None until the first contact
+            # {"at", "studies", "deleted", "seconds"}: the last accepted push
+            # and how long its RPC took.
             "last_push": None,
+            "pushes": 0,  # RPC calls GNU Health accepted since the start
             "next_attempt_in": None,
             "resync": {"running": False, "done": 0, "total": 0},
             # The continuous audit (audit.py): studies compared and repaired

@@ -63,7 +63,8 @@ STABLE_GRACE = 5
 
 
 class SyncWorker:
-    def __init__(self, settings, orthanc, gnuhealth, log, clock=time.time, text=None):
+    def __init__(self, settings, orthanc, gnuhealth, log, clock=time.time, text=None,
+                 after_step=None):
         self._settings = settings
         self._orthanc = orthanc
         self._gnuhealth = gnuhealth
@@ -71,6 +72,8 @@ class SyncWorker:
         self._clock = clock
         # Where Orthanc misdecodes text (ISO 2022), pydicom reads it: dicom_text.py.
         self._text = text or dicom_text.TextReader(orthanc.get_raw, log)
+        # Called in the worker thread after each step (the bridge's metrics).
+        self._after_step = after_step or (lambda: None)
         self._viewers = None  # installed viewer names, read from Orthanc on first run
         self._conflicts = {}  # Orthanc study id -> GNU Health's conflict note
         self.status = Status()
@@ -155,6 +158,7 @@ class SyncWorker:
                                    f"retrying in {delay:g} s: {error!r}\n"
                                    f"{traceback.format_exc()}")
                 more = False
+            self._after_step()
             if not more and not self._stopping.is_set():
                 self._wait()
 
@@ -341,13 +345,17 @@ class SyncWorker:
 
     def _push(self, records, deleted):
         batch = {"server": self._server(), "studies": records, "deleted": deleted}
+        started = self._clock()
         try:
             answer = self._gnuhealth.push(batch)
         except StudyRejected:
             self.status.update(gnuhealth_reachable=True)  # it answered
             raise
-        self.status.update(gnuhealth_reachable=True, last_push={
-            "at": iso(self._clock()), "studies": len(records), "deleted": len(deleted)})
+        now = self._clock()
+        self.status.update(gnuhealth_reachable=True, pushes=self.status.get("pushes") + 1,
+                           last_push={"at": iso(now), "studies": len(records),
+                                      "deleted": len(deleted),
+                                      "seconds": round(now - started, 3)})
         self._note_conflicts(records, answer)
 
     def _note_conflicts(self, records, answer):

@@ -208,6 +208,7 @@ class OrderCache:
         self._loaded_at = None
         self._load_seconds = None
         self._last_error = None
+        self._queries = 0  # C-FIND queries answered since the start
         self._stale_warned_at = None
         self._stop = threading.Event()
         self._thread = None
@@ -266,6 +267,7 @@ class OrderCache:
                                  f"{calling_aet!r}, which is not in "
                                  "GnuHealth.Worklist.AllowedCallingAETs")
             return []
+        self._queries += 1
         self._warn_if_stale()
         keys = query_keys(dcmread(BytesIO(query_dicom), force=True))
         return [item.dicom for item in self._items.values() if keys.admits(item)]
@@ -306,6 +308,7 @@ class OrderCache:
             "load_seconds": None if self._load_seconds is None else round(
                 self._load_seconds, 3),
             "last_error": self._last_error,
+            "queries": self._queries,
         }
 
 

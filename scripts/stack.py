@@ -16,8 +16,10 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -145,13 +147,68 @@ class Process:
         self.stop(signal.SIGKILL)
 
 
+# --- PostgreSQL ------------------------------------------------------------
+
+PG_BIN = Path('/usr/lib/postgresql/15/bin')
+
+
+def _as_postgres(*argv, input=None):
+    "Run a PostgreSQL tool; as the postgres user when we are root (it refuses root)."
+    prefix = ['runuser', '-u', 'postgres', '--'] if os.geteuid() == 0 else []
+    return subprocess.run(prefix + [str(a) for a in argv], check=True,
+                          capture_output=True, text=True, input=input)
+
+
+class PostgreSQL:
+    """A private PostgreSQL 15 cluster (Debian's postgresql) on a free port,
+    trust authentication for the superuser `user` on 127.0.0.1; stopped by
+    its PID. Orthanc's index (cluster tests) and trytond both use it."""
+
+    def __init__(self, folder=None, user='orthanc'):
+        self.folder = Path(folder or tempfile.mkdtemp(prefix='stack-pg-'))
+        self.user, self.port = user, free_port()
+        self.data = self.folder / 'data'
+
+    def start(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            import pwd
+            postgres = pwd.getpwnam('postgres')
+            os.chown(self.folder, postgres.pw_uid, postgres.pw_gid)
+        _as_postgres(PG_BIN / 'initdb', '-D', self.data, '-U', self.user, '--auth=trust',
+                     '-E', 'UTF8')
+        _as_postgres(PG_BIN / 'pg_ctl', '-D', self.data, '-l', self.folder / 'postgresql.log',
+                     '-w', '-o', f'-p {self.port} -k {self.folder} '
+                     f'-c listen_addresses=127.0.0.1', 'start')
+        return self
+
+    @property
+    def uri(self):
+        return f'postgresql://{self.user}@127.0.0.1:{self.port}/'
+
+    def tool(self, name, *args, input=None):
+        return _as_postgres(PG_BIN / name, '-h', '127.0.0.1', '-p', self.port,
+                            '-U', self.user, *args, input=input)
+
+    def createdb(self, name, template=None):
+        self.tool('createdb', *(['-T', template] if template else []), name)
+
+    def stop(self):
+        if not (self.data / 'postmaster.pid').exists():
+            return
+        _as_postgres(PG_BIN / 'pg_ctl', '-D', self.data, '-m', 'fast', '-w', 'stop')
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 # --- trytond ---------------------------------------------------------------
 
-def trytond_conf(directory, port, database_dir):
+def trytond_conf(directory, port, database_dir, tls=None, database_uri='sqlite://'):
+    """`tls`: (certificate, private key) PEM files: trytond serves https.
+    `database_uri`: sqlite:// (files in `database_dir`) or a PostgreSQL URI."""
     path = Path(directory) / 'trytond.conf'
     path.write_text(
         '[database]\n'
-        'uri = sqlite://\n'
+        f'uri = {database_uri}\n'
         f'path = {database_dir}\n'
         '[web]\n'
         f'listen = 127.0.0.1:{port}\n'
@@ -159,7 +216,8 @@ def trytond_conf(directory, port, database_dir):
         '[session]\n'
         # Demo logins are short-lived in a browser; the sync account's session
         # is renewed by the plugin when it expires.
-        'timeout = 3600\n')
+        'timeout = 3600\n'
+        + (f'[ssl]\ncertificate = {tls[0]}\nprivatekey = {tls[1]}\n' if tls else ''))
     return path
 
 
@@ -191,18 +249,8 @@ def template_database():
     work = CACHE / f'build-{os.getpid()}'
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    conf = trytond_conf(work, free_port(), work)
-    (work / 'password').write_text(ADMIN[1])
-    env = checkout_env(TRYTONPASSFILE=str(work / 'password'))
     (work / f'{DATABASE}.sqlite').touch()
-    subprocess.run(
-        [VENV / 'bin' / 'trytond-admin', '-c', conf, '-d', DATABASE, '--all',
-         '--activate-dependencies', '--email', 'admin@example.com',
-         '-u', *MODULES], check=True, env=env)
-    subprocess.run(
-        [VENV / 'bin' / 'python', REPO / 'scripts' / 'demo_data.py',
-         '--config', conf, '--database', DATABASE, 'accounts',
-         '--sync-password', SYNC[1]], check=True, env=checkout_env())
+    _build_database(trytond_conf(work, free_port(), work), DATABASE, work)
     os.replace(work / f'{DATABASE}.sqlite', target)
     shutil.rmtree(work)
     for old in CACHE.glob(f'{DATABASE}-*.sqlite'):
@@ -211,18 +259,65 @@ def template_database():
     return target
 
 
-class Trytond:
-    "trytond serving one SQLite copy of the template database."
+def _build_database(conf, database, work):
+    "GNU Health with MODULES and the demo/test accounts, in an empty database."
+    (work / 'password').write_text(ADMIN[1])
+    env = checkout_env(TRYTONPASSFILE=str(work / 'password'))
+    subprocess.run(
+        [VENV / 'bin' / 'trytond-admin', '-c', conf, '-d', database, '--all',
+         '--activate-dependencies', '--email', 'admin@example.com',
+         '-u', *MODULES], check=True, env=env)
+    subprocess.run(
+        [VENV / 'bin' / 'python', REPO / 'scripts' / 'demo_data.py',
+         '--config', conf, '--database', database, 'accounts',
+         '--sync-password', SYNC[1]], check=True, env=checkout_env())
 
-    def __init__(self, workdir, port=None, template=None):
+
+PG_TEMPLATE = f'{DATABASE}_template'
+
+
+def postgresql_template(postgresql):
+    """Database PG_TEMPLATE in the cluster: GNU Health as template_database()
+    has it, for CREATE DATABASE ... TEMPLATE (a copy in about a second).
+    Restored from a cached SQL dump (same key as the SQLite template), or
+    built once with trytond-admin and dumped."""
+    dump = CACHE / f'{DATABASE}-{_template_key()}.postgresql.sql'
+    postgresql.createdb(PG_TEMPLATE)
+    if dump.exists():
+        postgresql.tool('psql', '-q', '-v', 'ON_ERROR_STOP=1', '-d', PG_TEMPLATE,
+                        input=dump.read_text())
+        return PG_TEMPLATE
+    CACHE.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix='pg-build-', dir=CACHE))
+    _build_database(trytond_conf(work, free_port(), work, database_uri=postgresql.uri),
+                    PG_TEMPLATE, work)
+    text = postgresql.tool('pg_dump', '--no-owner', PG_TEMPLATE).stdout
+    dump.with_suffix('.tmp').write_text(text)
+    os.replace(dump.with_suffix('.tmp'), dump)
+    shutil.rmtree(work)
+    for old in CACHE.glob(f'{DATABASE}-*.postgresql.sql'):
+        if old != dump:
+            old.unlink()
+    return PG_TEMPLATE
+
+
+class Trytond:
+    """trytond serving one SQLite copy of the template database, or with
+    `postgresql` (a started PostgreSQL with postgresql_template() in it) a
+    copy in that cluster; over TLS with `tls` = (certificate, private key,
+    CA certificate) PEM files."""
+
+    def __init__(self, workdir, port=None, template=None, tls=None, postgresql=None):
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.template = template
+        self.tls = tls
+        self.postgresql = postgresql
         self.process = None
 
     @property
     def url(self):
-        return f'http://127.0.0.1:{self.port}/'
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/"
 
     @property
     def database_url(self):
@@ -230,16 +325,32 @@ class Trytond:
 
     def start(self):
         self.workdir.mkdir(parents=True, exist_ok=True)
-        database = self.workdir / f'{DATABASE}.sqlite'
-        if not database.exists():
-            shutil.copy(self.template or template_database(), database)
-        conf = trytond_conf(self.workdir, self.port, self.workdir)
+        uri = self._database()
+        conf = trytond_conf(self.workdir, self.port, self.workdir, self.tls and self.tls[:2],
+                            database_uri=uri)
         self.process = Process(
             'trytond', [VENV / 'bin' / 'trytond', '-c', conf],
             self.workdir / 'trytond.log', env=checkout_env()).start()
-        wait_until(lambda: xmlrpc.client.ServerProxy(self.url)
+        context = ssl.create_default_context(cafile=self.tls[2]) if self.tls else None
+        wait_until(lambda: xmlrpc.client.ServerProxy(self.url, context=context)
                    .common.server.version(), 60, 'trytond', self.process.popen)
         return self
+
+    def _database(self):
+        """The database's URI, copied from the template on the first start
+        (a restart keeps the data)."""
+        if self.postgresql:
+            marker = self.workdir / 'postgresql-database'
+            cluster = str(self.postgresql.folder)
+            if not marker.exists() or marker.read_text() != cluster:
+                self.postgresql.tool('dropdb', '--if-exists', DATABASE)
+                self.postgresql.createdb(DATABASE, template=PG_TEMPLATE)
+                marker.write_text(cluster)
+            return self.postgresql.uri
+        database = self.workdir / f'{DATABASE}.sqlite'
+        if not database.exists():
+            shutil.copy(self.template or template_database(), database)
+        return 'sqlite://'
 
     def stop(self):
         if self.process:
@@ -389,9 +500,19 @@ def _ports():
             int(os.environ.get('ORTHANC_DICOM_PORT', 4242)))
 
 
-def _start_stack():
+def _start_postgresql():
+    "`up --db postgresql`: a fresh cluster under .stack/, GNU Health copied in."
+    postgresql = PostgreSQL(STACK / 'postgresql').start()
+    postgresql_template(postgresql)
+    return postgresql
+
+
+def _start_stack(db='sqlite'):
     tryton_port, http_port, dicom_port = _ports()
     STACK.mkdir(exist_ok=True)
+    if db == 'postgresql':
+        trytond = Trytond(STACK / 'trytond', tryton_port, postgresql=_start_postgresql())
+        return _start_servers(trytond, http_port, dicom_port)
     # The demo keeps its database between runs, unless the template changed
     # (new module code or accounts): then it starts from the new one.
     template = template_database()
@@ -401,6 +522,10 @@ def _start_stack():
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(template.name)
     trytond = Trytond(STACK / 'trytond', tryton_port, template=template)
+    return _start_servers(trytond, http_port, dicom_port)
+
+
+def _start_servers(trytond, http_port, dicom_port):
     orthanc = Orthanc(STACK / 'orthanc', trytond.url, http_port, dicom_port,
                       stable_age=10)
     for server in (trytond, orthanc):
@@ -490,6 +615,8 @@ def _banner(orthanc, trytond, sent):
 
 
 def down():
+    if (STACK / 'postgresql' / 'data' / 'postmaster.pid').exists():
+        PostgreSQL(STACK / 'postgresql').stop()
     pids = STACK / 'pids'
     if not pids.exists():
         return
@@ -512,7 +639,11 @@ def down():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('command', choices=['demo', 'up', 'down', 'template'])
-    command = parser.parse_args(argv).command
+    parser.add_argument('--db', choices=['sqlite', 'postgresql'], default='sqlite',
+                        help="trytond's database: SQLite (default) or a private "
+                             "PostgreSQL 15 cluster under .stack/postgresql")
+    arguments = parser.parse_args(argv)
+    command = arguments.command
     if command == 'template':
         print(template_database())
         return
@@ -520,7 +651,7 @@ def main(argv=None):
     if command == 'down':
         return
     try:
-        trytond, orthanc = _start_stack()
+        trytond, orthanc = _start_stack(arguments.db)
         print(_banner(orthanc, trytond, _send_samples(orthanc, trytond)), flush=True)
     except BaseException:
         down()

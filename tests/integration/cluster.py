@@ -1,18 +1,14 @@
 """The shared set-up of the cluster tests: a private PostgreSQL 15 cluster
-(Debian's packages) and Orthanc nodes whose index is in it. The fixture
-`postgresql` is in conftest.py."""
+(stack.PostgreSQL, Debian's packages) and Orthanc nodes whose index is in
+it. The fixture `postgresql` is in conftest.py."""
 import os
-import pwd
-import shutil
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 
 import stack
 
-PG_BIN = Path('/usr/lib/postgresql/15/bin')
+PG_BIN = stack.PG_BIN
 PG_INDEX = stack.PLUGIN_DIR / 'libOrthancPostgreSQLIndex.so'
 PG_USER = 'orthanc'  # the cluster's superuser, owner of Orthanc's tables
 
@@ -32,34 +28,15 @@ def require_packages():
     pytest.skip(f'{why}; with CI set this is a failure, not a skip')
 
 
-def _as_postgres(*argv):
-    prefix = ['runuser', '-u', 'postgres', '--'] if os.geteuid() == 0 else []
-    return subprocess.run(prefix + [str(a) for a in argv], check=True,
-                          capture_output=True, text=True)
-
-
 def postgresql_cluster():
-    "A private PostgreSQL cluster on a free port (yielded); stopped by its PID."
+    "A private PostgreSQL cluster with an `orthanc` database; its port (yielded)."
     require_packages()
-    folder = Path(tempfile.mkdtemp(prefix='orthanc-pg-'))
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        postgres = pwd.getpwnam('postgres')
-        os.chown(folder, postgres.pw_uid, postgres.pw_gid)
-    data, port = folder / 'data', stack.free_port()
-    _as_postgres(PG_BIN / 'initdb', '-D', data, '-U', PG_USER, '--auth=trust',
-                 '-E', 'UTF8')
-    _as_postgres(PG_BIN / 'pg_ctl', '-D', data, '-l', folder / 'postgresql.log', '-w',
-                 '-o', f'-p {port} -k {folder} -c listen_addresses=127.0.0.1', 'start')
-    _as_postgres(PG_BIN / 'createdb', '-h', '127.0.0.1', '-p', port, '-U', PG_USER,
-                 'orthanc')
-    yield port
-    pid = int((data / 'postmaster.pid').read_text().split()[0])
-    _as_postgres(PG_BIN / 'pg_ctl', '-D', data, '-m', 'fast', '-w', 'stop')
+    server = stack.PostgreSQL(user=PG_USER).start()
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        pass
-    shutil.rmtree(folder, ignore_errors=True)
+        server.createdb('orthanc')
+        yield server.port
+    finally:
+        server.stop()
 
 
 def psql(port, sql):

@@ -5,6 +5,7 @@ database) and its own Orthanc with the plugin, on free ports in its own
 temporary folder; both are stopped by PID when the test ends. The logs are
 printed when a test fails, since that is where the reason usually is.
 """
+import os
 import sys
 from pathlib import Path
 
@@ -16,14 +17,35 @@ import stack  # noqa: E402
 import cluster  # noqa: E402  (needs stack on the path)
 
 
+# TRYTON_DB=postgresql (make test-postgresql): trytond runs GNU Health on a
+# private PostgreSQL 15 cluster, one per session, instead of SQLite.
+TRYTON_DB = os.environ.get('TRYTON_DB', 'sqlite')
+
+
 @pytest.fixture(scope='session')
-def template_database():
-    return stack.template_database()
+def tryton_postgresql():
+    """The session's PostgreSQL cluster holding stack.PG_TEMPLATE (each test's
+    trytond gets a copy), or None on SQLite."""
+    if TRYTON_DB != 'postgresql':
+        yield None
+        return
+    server = stack.PostgreSQL().start()
+    try:
+        stack.postgresql_template(server)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope='session')
+def template_database(tryton_postgresql):
+    return None if tryton_postgresql else stack.template_database()
 
 
 @pytest.fixture
-def trytond(tmp_path, template_database):
-    server = stack.Trytond(tmp_path / 'trytond', template=template_database)
+def trytond(tmp_path, template_database, tryton_postgresql):
+    server = stack.Trytond(tmp_path / 'trytond', template=template_database,
+                           postgresql=tryton_postgresql)
     yield server.start()
     server.stop()
 

@@ -37,6 +37,11 @@ class ErrorCode:
     INTERNAL_ERROR = -1
 
 
+class MetricsType:
+    DEFAULT = 0
+    TIMER = 1
+
+
 class OrthancException(Exception):
     pass
 
@@ -92,6 +97,8 @@ def make(configuration, archive, worklist_taken=False):
     module = types.ModuleType("orthanc")
     module.ChangeType, module.ResourceType, module.ErrorCode = ChangeType, ResourceType, ErrorCode
     module.OrthancException = OrthancException
+    module.MetricsType = MetricsType
+    module.metrics = {}
     module.logs = []
     module.routes = {}
     module.on_change = None
@@ -138,6 +145,11 @@ def make(configuration, archive, worklist_taken=False):
     module.LogWarning = lambda line: module.logs.append(("warning", line))
     module.LogError = lambda line: module.logs.append(("error", line))
     module.call = call
+
+    def set_metrics_value(name, value, kind):
+        assert isinstance(name, str) and isinstance(value, float) and kind in (0, 1)
+        module.metrics[name] = value
+    module.SetMetricsValue = set_metrics_value
     module.explorer_javascript = []
     module.ExtendOrthancExplorer = module.explorer_javascript.append
     return module

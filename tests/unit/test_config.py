@@ -144,3 +144,22 @@ def test_uploads_settings_and_their_errors():
     warnings = []
     parse({"TrytonPassword": "pw", "Uploads": {"MaxFile": 3}}, warn=warnings.append)
     assert warnings and warnings[0].startswith("GnuHealth.Uploads.MaxFile is not a known")
+
+
+def test_ca_bundle_is_checked_at_load(tmp_path):
+    https = {"TrytonPassword": "pw", "TrytonUrl": "https://his.example/"}
+    assert parse(https).tryton_ca_bundle is None  # the system's trust store
+    message = error_of({**https, "TrytonCaBundle": str(tmp_path / "none.pem")})
+    assert message.startswith("GnuHealth.TrytonCaBundle: cannot load") and "none.pem" in message
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    assert "GnuHealth.TrytonCaBundle" in error_of({**https,
+                                                   "TrytonCaBundle": str(tmp_path / "junk.pem")})
+    message = error_of({"TrytonPassword": "pw", "TrytonCaBundle": str(tmp_path / "junk.pem")})
+    assert "TrytonCaBundle is set but GnuHealth.TrytonUrl" in message and "https://" in message
+
+
+def test_a_malformed_password_is_not_shown():
+    for value in (["s3cret-value"], {"value": "s3cret-value"}, 12345678):
+        message = error_of({"TrytonPassword": value})
+        assert message.startswith("GnuHealth.TrytonPassword must be a non-empty string")
+        assert "s3cret-value" not in message and "12345678" not in message

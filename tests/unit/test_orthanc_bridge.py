@@ -93,6 +93,10 @@ def test_lifecycle_changes_and_routes(load, archive, gnuhealth):
         assert status["receiving"] == 1 and status["audit"]["supported"] is True
         assert plugin.adapter.stable_age() == 5  # from Orthanc's configuration
         assert status["gnuhealth_reachable"] is True
+        # Published by the worker after its steps, from the same status.
+        wait_for(lambda: orthanc.metrics.get("gnuhealth_pushes_total", 0) >= 1)
+        assert orthanc.metrics["gnuhealth_pending_changes"] == 0
+        assert orthanc.metrics["gnuhealth_failed_studies"] == 0
         assert orthanc.call("/gnuhealth/status", "POST").status == 405
 
         viewers = orthanc.call(f"/gnuhealth/studies/{study}/viewers").json()
@@ -163,7 +167,8 @@ def test_routes_before_start(load):
     orthanc, plugin = load()
     assert orthanc.call("/gnuhealth/status").json() == {
         "running": False, "worklist": {"orders": 0, "age_seconds": None, "stale": True,
-                                       "load_seconds": None, "last_error": None}}
+                                       "load_seconds": None, "last_error": None,
+                                           "queries": 0}}
     assert orthanc.call("/gnuhealth/resync", "POST").status == 503
 
 

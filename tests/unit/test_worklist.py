@@ -217,7 +217,8 @@ def test_gnuhealth_down_answers_from_the_last_cache_and_says_so():
     assert len(stale) == 1 and "trytond is down" in stale[0]  # once per MaxStaleness
     assert cache.status() == {"orders": 1, "age_seconds": 61.0, "stale": True,
                               "load_seconds": 0.0,
-                              "last_error": "GnuHealthUnavailable: trytond is down"}
+                              "last_error": "GnuHealthUnavailable: trytond is down",
+                              "queries": 4}  # the four candidates() calls above
 
     cache._fetch = lambda: orders
     assert cache.refresh()
