@@ -61,6 +61,12 @@ def store_files(files, port):
     return time.perf_counter() - started
 
 
+def cpu_seconds(pid):
+    "CPU seconds (user + system) a process used so far, its threads included."
+    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def rss_mib(pid):
     "Resident memory of a process, MiB."
     for line in Path(f'/proc/{pid}/status').read_text().splitlines():

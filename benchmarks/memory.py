@@ -23,9 +23,10 @@ import dataset  # noqa: E402
 import harness  # noqa: E402
 from harness import stack  # noqa: E402
 
-# What the plugin imports beyond the standard library, then all of it
+# What the plugin imports beyond the standard library (numpy: pydicom loads
+# it when it is installed), then all of it
 # (orthanc_bridge aside: it needs Orthanc's own `orthanc` module).
-IMPORTS = ['pydicom', 'proteus', 'orthanc_gnuhealth_plugin.sync, '
+IMPORTS = ['numpy', 'pydicom', 'proteus', 'orthanc_gnuhealth_plugin.sync, '
            'orthanc_gnuhealth_plugin.gnuhealth_client, orthanc_gnuhealth_plugin.worklist, '
            'orthanc_gnuhealth_plugin.explorer']
 PRELUDE = ('import site, sys, resource; sys.path.insert(0, {repo!r}); site.addsitedir({site!r})\n'

@@ -25,6 +25,11 @@ MEASUREMENTS = {
     'freshness': (freshness, [], ['--studies', '2', '--instances', '2',
                                   '--stable-age', '1', '--gap', '0']),
     'backfill': (backfill, [], ['--sizes', '2,4', '--instances', '1']),
+    # The dataset: 200 studies x 3 series x 10 instances.
+    'backfill_30': (backfill, ['--sizes', '200', '--series', '3', '--instances', '10',
+                               '--name', 'backfill_30'],
+                    ['--sizes', '2', '--series', '2', '--instances', '2',
+                     '--name', 'backfill_30']),
     'memory': (memory, [], ['--total', '4', '--chunk', '2', '--instances', '1']),
     'rest_routes': (rest_routes, [], ['--studies', '2', '--requests', '20',
                                       '--clients', '2']),

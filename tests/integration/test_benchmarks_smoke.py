@@ -15,12 +15,13 @@ def test_every_benchmark_runs_on_a_tiny_dataset(tmp_path):
     subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'run_all.py'), '--tiny'],
                    check=True, env=env, timeout=300)
     results = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob('*.json')}
-    assert sorted(results) == ['backfill', 'freshness', 'ingest_overhead', 'memory',
-                               'rest_routes']
+    assert sorted(results) == ['backfill', 'backfill_30', 'freshness', 'ingest_overhead',
+                               'memory', 'rest_routes']
     # Every study of the tiny archive reached GNU Health, at each step.
     steps = results['backfill']['steps']
     assert [s['complete_in_gnuhealth'] for s in steps] == [2, 4]
     assert all(s['studies_per_s'] > 0 for s in steps)
+    assert results['backfill_30']['steps'][0]['complete_in_gnuhealth'] == 2
     pinned = results['ingest_overhead']['layouts']['pinned']
     assert pinned['ratio'] > 0 and set(pinned['instances_per_s']) == {'plain', 'plugin'}
     assert results['freshness']['complete_after_stable_s']['max'] is not None
