@@ -90,6 +90,7 @@ def main(argv=None):
                 rss_after = harness.rss_mib(orthanc.process.pid)
                 in_gnuhealth = complete_in(trytond)
                 again = timed_resync(orthanc)
+                rss_again = harness.rss_mib(orthanc.process.pid)
                 rows.append({'studies': size, 'seconds': round(seconds, 3),
                              'studies_per_s': round(size / seconds, 1),
                              'ms_per_study': round(seconds / size * 1000, 3),
@@ -98,7 +99,8 @@ def main(argv=None):
                              # Where the time goes: CPU seconds of each side.
                              'cpu_s': cpu,
                              'orthanc_rss_mib': {'before': round(rss_before, 1),
-                                                 'after': round(rss_after, 1)},
+                                                 'after': round(rss_after, 1),
+                                                 'after_second_resync': round(rss_again, 1)},
                              'load_average': harness.machine()['load_average']})
                 print(rows[-1], flush=True)
                 assert in_gnuhealth == size, f'{in_gnuhealth} of {size} studies in GNU Health'
