@@ -49,6 +49,12 @@ def complete_in(trytond):
         return harness.count_complete()
 
 
+def linked_in(trytond):
+    "Studies GNU Health linked to a patient (those with a bench PUID)."
+    with harness.admin_session(trytond):
+        return len(harness.studies([('link_state', '=', 'linked')], ['id']))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--sizes', default='250,500,1000,2000')
@@ -89,12 +95,14 @@ def main(argv=None):
                 cpu = {k: round(harness.cpu_seconds(p) - cpu[k], 2) for k, p in pids.items()}
                 rss_after = harness.rss_mib(orthanc.process.pid)
                 in_gnuhealth = complete_in(trytond)
+                linked = linked_in(trytond)
                 again = timed_resync(orthanc)
                 rss_again = harness.rss_mib(orthanc.process.pid)
                 rows.append({'studies': size, 'seconds': round(seconds, 3),
                              'studies_per_s': round(size / seconds, 1),
                              'ms_per_study': round(seconds / size * 1000, 3),
                              'complete_in_gnuhealth': in_gnuhealth,
+                             'linked_to_a_patient': linked,
                              'resync_nothing_new_s': round(again, 3),
                              # Where the time goes: CPU seconds of each side.
                              'cpu_s': cpu,

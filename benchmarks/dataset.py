@@ -24,15 +24,17 @@ DESCRIPTIONS = ['CT chest', 'CT abdomen with contrast', 'CT head', 'CT pelvis']
 
 def study_tags(number):
     "The top-level tags of study `number`; a known PUID every MATCH_EVERY."
-    if number % MATCH_EVERY == 0:
-        patient_id = KNOWN_PUIDS[(number // MATCH_EVERY) % len(KNOWN_PUIDS)]
-    else:
-        patient_id = f'BENCH-{number:06d}'
-    return {
-        'PatientID': patient_id,
-        'PatientName': f'Bench^Patient{number}',
+    patient = {
+        'PatientID': f'BENCH-{number:06d}', 'PatientName': f'Bench^Patient{number}',
         'PatientBirthDate': f'19{50 + number % 50:02d}0{1 + number % 9}15',
-        'PatientSex': 'MF'[number % 2],
+        'PatientSex': 'MF'[number % 2]}
+    if number % MATCH_EVERY == 0:
+        # The patient's own demographics: a mismatch would be a conflict.
+        known = (number // MATCH_EVERY) % len(KNOWN_PUIDS)
+        patient = {'PatientID': KNOWN_PUIDS[known], 'PatientName': f'Patient^Bench{known}',
+                   'PatientBirthDate': None, 'PatientSex': 'F'}
+    return {
+        **patient,
         'AccessionNumber': f'ACC{number:07d}',
         'StudyDescription': DESCRIPTIONS[number % len(DESCRIPTIONS)],
         'InstitutionName': 'Bench General Hospital',
@@ -57,12 +59,13 @@ def create_patients(config):
     `config` of an administrator), one RPC each: GNU Health gives every
     party of one create call the same code."""
     from proteus import Model
-    Party = Model.get('party.party')
+    Party, Patient = Model.get('party.party'), Model.get('gnuhealth.patient')
     for n, puid in enumerate(KNOWN_PUIDS):
-        Party._proxy.create([{
+        party, = Party._proxy.create([{
             'name': f'Bench{n}', 'lastname': 'Patient', 'ref': puid, 'is_person': True,
             'is_patient': True, 'gender': 'f', 'fed_country': None,
             'federation_account': f'XXX{puid}'}], config.context)
+        Patient._proxy.create([{'party': party}], config.context)
 
 
 def main():

@@ -20,6 +20,8 @@ def test_every_benchmark_runs_on_a_tiny_dataset(tmp_path):
     # Every study of the tiny archive reached GNU Health, at each step.
     steps = results['backfill']['steps']
     assert [s['complete_in_gnuhealth'] for s in steps] == [2, 4]
+    # Every fourth study (0 and 4 of 0..3 here: one) has a GNU Health patient's PUID.
+    assert [s['linked_to_a_patient'] for s in steps] == [1, 1]
     assert all(s['studies_per_s'] > 0 for s in steps)
     assert results['backfill_30']['steps'][0]['complete_in_gnuhealth'] == 2
     pinned = results['ingest_overhead']['layouts']['pinned']
