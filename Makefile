@@ -9,7 +9,7 @@ export DB_CACHE ?= $(CURDIR)/.cache/tryton-tests/$(shell cat tryton_stub_module/
 	tryton_stub_module/*.xml tryton_stub_module/tryton.cfg | sha256sum | cut -c1-16)
 
 .PHONY: install demo up down test test-unit test-tryton test-integration test-postgresql \
-	test-browser
+	test-browser bench
 
 install:
 	bash scripts/install.sh
@@ -53,3 +53,8 @@ test-postgresql:
 # (Playwright); refreshes the screenshots in docs/screenshots/.
 test-browser:
 	$(PYTHON) -m pytest -q -x tests/browser
+
+# The push path's benchmarks (docs/benchmarks.md): ~15 min, JSON results in
+# .cache/bench/. Not part of `make test`; its smoke test is.
+bench: install
+	$(PYTHON) benchmarks/run_all.py $(BENCH_ARGS)

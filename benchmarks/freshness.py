@@ -1,0 +1,97 @@
+"""Measurement 2: how fresh GNU Health is, for studies sent one after another.
+
+Sends STUDIES studies, each by its own storescu association, GAP seconds
+apart, to Orthanc with the plugin, while a thread polls GNU Health
+(search_read every POLL seconds). Per study:
+  - first visible: first seen in GNU Health minus the start of its storescu
+    (an upper bound of "after the first instance");
+  - complete after stable: seen complete minus (end of its storescu +
+    StableAge), i.e. what the plugin and GNU Health add to Orthanc's own
+    stability wait.
+
+    .venv/bin/python benchmarks/freshness.py [--studies 100 --stable-age 10]
+"""
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pydicom
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dataset  # noqa: E402
+import harness  # noqa: E402
+from harness import stack  # noqa: E402
+
+
+class Watcher(threading.Thread):
+    "Notes when each study is first seen in GNU Health, and seen complete."
+
+    def __init__(self, trytond, poll):
+        super().__init__(daemon=True)
+        self.trytond, self.poll = trytond, poll
+        self.seen, self.complete = {}, {}
+        self.stopping = threading.Event()
+
+    def run(self):
+        with harness.admin_session(self.trytond):
+            while not self.stopping.is_set():
+                now = time.perf_counter()
+                for row in harness.studies():
+                    self.seen.setdefault(row['study_uid'], now)
+                    if row['reception'] == 'complete':
+                        self.complete.setdefault(row['study_uid'], now)
+                self.stopping.wait(self.poll)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--studies', type=int, default=100)
+    parser.add_argument('--series', type=int, default=1)
+    parser.add_argument('--instances', type=int, default=10)
+    parser.add_argument('--stable-age', type=int, default=10)
+    parser.add_argument('--gap', type=float, default=0.2)
+    parser.add_argument('--poll', type=float, default=0.05)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        archive = dataset.generate(tmp / 'archive', args.studies, args.series, args.instances)
+        trytond = stack.Trytond(tmp / 'trytond').start()
+        with harness.admin_session(trytond) as config:
+            dataset.create_patients(config)
+        orthanc = stack.Orthanc(tmp / 'orthanc', trytond.url, stable_age=args.stable_age)
+        watcher = Watcher(trytond, args.poll)
+        try:
+            orthanc.start()
+            watcher.start()
+            sent = {}
+            for files in archive:
+                uid = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+                started = time.perf_counter()
+                harness.store_files(files, orthanc.dicom_port)
+                sent[uid] = (started, time.perf_counter())
+                time.sleep(args.gap)  # pacing of the modality, not a wait
+            stack.wait_until(lambda: len(watcher.complete) == len(sent),
+                             args.stable_age + 120, 'every study complete in GNU Health')
+            result = {'studies': args.studies, 'instances_per_study':
+                      args.series * args.instances, 'stable_age': args.stable_age,
+                      'poll_interval': args.poll}
+            first = [watcher.seen[u] - start for u, (start, _) in sent.items()]
+            complete = [watcher.complete[u] - end - args.stable_age
+                        for u, (_, end) in sent.items()]
+            for name, values in (('first_visible_s', first),
+                                 ('complete_after_stable_s', complete)):
+                result[name] = {'p50': round(harness.percentile(values, 0.5), 3),
+                                'p95': round(harness.percentile(values, 0.95), 3),
+                                'max': round(max(values), 3)}
+            harness.write_result('freshness', result, orthanc)
+        finally:
+            watcher.stopping.set()
+            orthanc.stop()
+            trytond.stop()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,37 @@
+"""Each benchmark of the push path runs on a tiny dataset and writes a
+result that says what it measured (the numbers themselves are not checked:
+CI machines are noisy). `make bench` runs them at full size."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_benchmark_runs_on_a_tiny_dataset(tmp_path):
+    env = dict(os.environ, BENCH_RESULTS=str(tmp_path))
+    subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'run_all.py'), '--tiny'],
+                   check=True, env=env, timeout=300)
+    results = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob('*.json')}
+    assert sorted(results) == ['backfill', 'backfill_30', 'freshness', 'ingest_overhead',
+                               'memory', 'rest_routes']
+    # Every study of the tiny archive reached GNU Health, at each step.
+    steps = results['backfill']['steps']
+    assert [s['complete_in_gnuhealth'] for s in steps] == [2, 4]
+    # Every fourth study (0 and 4 of 0..3 here: one) has a GNU Health patient's PUID.
+    assert [s['linked_to_a_patient'] for s in steps] == [1, 1]
+    assert all(s['studies_per_s'] > 0 for s in steps)
+    assert results['backfill_30']['steps'][0]['complete_in_gnuhealth'] == 2
+    pinned = results['ingest_overhead']['layouts']['pinned']
+    assert pinned['ratio'] > 0 and set(pinned['instances_per_s']) == {'plain', 'plugin'}
+    assert results['freshness']['complete_after_stable_s']['max'] is not None
+    memory = results['memory']
+    # RSS at start and after each of the two chunks, both sides.
+    assert [len(v) for v in memory['rss_mib_after_each_chunk'].values()] == [3, 3]
+    assert memory['slowest_imports'], 'python -X importtime output not parsed'
+    routes = results['rest_routes']['routes']
+    assert set(routes) == {'viewers', 'state'}
+    assert all(r['p50_ms'] > 0 for r in routes.values())
+    assert results['backfill']['machine']['orthanc'], 'versions recorded'
