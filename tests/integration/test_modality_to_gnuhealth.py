@@ -9,6 +9,7 @@ import datetime
 from proteus import Model
 
 import samples
+import stack
 from stack import wait_until
 
 
@@ -99,17 +100,20 @@ def test_studies_arrive_once_with_series_instances_and_viewer_links(
     base = orthanc.url
     for study in gnuhealth_studies():
         first_series = min(study.series, key=lambda s: (s.number or 0, s.id))
-        # The test Orthanc serves Orthanc Explorer and the Web Viewer
-        # (stack.py's Plugins), no OHIF, Stone nor Orthanc Explorer 2:
-        # neither the route nor GNU Health offers a link to those.
+        # The test Orthanc serves Orthanc Explorer, the Web Viewer and OHIF
+        # when scripts/install.sh installed it (stack.py's Plugins and
+        # ServeFolders), no Stone nor Orthanc Explorer 2: neither the route
+        # nor GNU Health offers a link to those. URL formats: SPEC.md.
+        ohif = (f'{base}/ohif/viewer?StudyInstanceUIDs={study.study_uid}'
+                if (stack.OHIF / 'index.html').exists() else None)
         expected = {
-            'ohif': None, 'stone': None, 'oe2': None,
+            'ohif': ohif, 'stone': None, 'oe2': None,
             'explorer': f'{base}/app/explorer.html#study?uuid={study.orthanc_id}',
             'webviewer': f'{base}/web-viewer/app/viewer.html?series={first_series.orthanc_id}',
         }
         assert orthanc.get(f'/gnuhealth/studies/{study.orthanc_id}/viewers') == expected
         assert (study.ohif_url, study.stone_url, study.oe2_url, study.explorer_url) == (
-            None, None, None, expected['explorer'])
+            ohif, None, None, expected['explorer'])
         assert first_series.webviewer_url == expected['webviewer']
 
 
