@@ -201,24 +201,23 @@ class GnuHealthClient:
         """GNU Health's imaging orders in `states` still to be performed
         (see tryton_stub_module/worklist.py), for the modality worklist.
         Raises GnuHealthUnavailable, or NotSupported naming the fix."""
-        try:
-            return self._with_session(WORKLIST_METHOD, list(states))
-        except StudyRejected as error:
-            raise NotSupported(
-                f"GNU Health cannot list imaging orders ({error}): activate "
-                f"health_imaging and health_radiology in database "
-                f"{self._settings.tryton_database}, and put {self._settings.tryton_user!r} "
-                f"in the radiology sync group") from None
+        return self._with_module(WORKLIST_METHOD, "list imaging orders", list(states))
 
     def claim_uploads(self, node, limit):
         """Up to `limit` pending uploads, claimed for `node` so that no other
         node imports them (tryton_stub_module/upload.py). Raises
         GnuHealthUnavailable, or NotSupported naming the fix."""
+        return self._with_module(f"model.{UPLOAD_MODEL}.claim_uploads",
+                                 "hand out uploads", node, limit)
+
+    def _with_module(self, method, what, *args):
+        """A call that needs health_imaging and health_radiology activated and
+        the sync group: a refusal is NotSupported, naming the fix."""
         try:
-            return self._with_session(f"model.{UPLOAD_MODEL}.claim_uploads", node, limit)
+            return self._with_session(method, *args)
         except StudyRejected as error:
             raise NotSupported(
-                f"GNU Health cannot hand out uploads ({error}): activate health_imaging "
+                f"GNU Health cannot {what} ({error}): activate health_imaging "
                 f"and an up-to-date health_radiology in database "
                 f"{self._settings.tryton_database}, and put {self._settings.tryton_user!r} "
                 f"in the radiology sync group") from None
