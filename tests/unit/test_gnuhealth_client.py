@@ -168,8 +168,8 @@ def test_imaging_orders_without_health_imaging_name_the_fix(trytond):
     # What trytond answers when its pool has no such model.
     trytond.fault = xmlrpc.client.Fault(255, "'gnuhealth.imaging.test.request'")
     client = GnuHealthClient(settings(tryton_url=trytond.url, tryton_database="health"))
-    with pytest.raises(NotSupported, match="activate health_imaging and health_radiology "
-                                           "in database health"):
+    with pytest.raises(NotSupported, match="activate health_imaging and an up-to-date "
+                                           "health_radiology in database health"):
         client.open_imaging_orders(["requested"])
 
 
