@@ -301,7 +301,20 @@ def postgresql_template(postgresql):
     return PG_TEMPLATE
 
 
-class Trytond:
+class Server:
+    "A server this module started: stopped (or killed) by its PID."
+    process = None
+
+    def stop(self):
+        if self.process:
+            self.process.stop()
+
+    def kill(self):
+        if self.process:
+            self.process.kill()
+
+
+class Trytond(Server):
     """trytond serving one SQLite copy of the template database, or with
     `postgresql` (a started PostgreSQL with postgresql_template() in it) a
     copy in that cluster; over TLS with `tls` = (certificate, private key,
@@ -352,14 +365,6 @@ class Trytond:
             shutil.copy(self.template or template_database(), database)
         return 'sqlite://'
 
-    def stop(self):
-        if self.process:
-            self.process.stop()
-
-    def kill(self):
-        if self.process:
-            self.process.kill()
-
     def pause(self):
         "SIGSTOP: it keeps its connections and answers nothing (a hung server)."
         self.process.popen.send_signal(signal.SIGSTOP)
@@ -379,7 +384,7 @@ RPC_TIMEOUT = 30
 # so a test never gives up on a route the plugin is still allowed to answer.
 CLIENT_SLACK = 30
 
-class Orthanc:
+class Orthanc(Server):
     "Orthanc with the plugin, its own storage, ports and configuration."
 
     def __init__(self, workdir, trytond_url, http_port=None, dicom_port=None,
@@ -446,14 +451,6 @@ class Orthanc:
         wait_until(lambda: self.get('/system'), 60, 'Orthanc',
                    self.process.popen)
         return self
-
-    def stop(self):
-        if self.process:
-            self.process.stop()
-
-    def kill(self):
-        if self.process:
-            self.process.kill()
 
     @property
     def client_timeout(self):
