@@ -39,17 +39,27 @@ class Party(metaclass=PoolMeta):
             Study.match_pending(('dicom_patient_id', 'in', list(codes)))
 
 
-class PartyIdentifier(metaclass=PoolMeta):
-    __name__ = 'party.identifier'
+class GivesPatientId:
+    "Gives a party a PatientID: its waiting studies are matched again"
+    __slots__ = ()
 
     @classmethod
     def create(cls, vlist):
         pool = Pool()
         Party = pool.get('party.party')
-        identifiers = super().create(vlist)
-        Party._match_radiology_studies(
-            Party.browse(list({i.party.id for i in identifiers})))
-        return identifiers
+        records = super().create(vlist)
+        parties = {p.id for p in cls._radiology_parties(records) if p}
+        Party._match_radiology_studies(Party.browse(sorted(parties)))
+        return records
+
+    @classmethod
+    def _radiology_parties(cls, records):
+        "Return the parties the records give a PatientID to"
+        return [r.party for r in records]
+
+
+class PartyIdentifier(GivesPatientId, metaclass=PoolMeta):
+    __name__ = 'party.identifier'
 
 
 class PartyImaging(metaclass=PoolMeta):
@@ -66,29 +76,12 @@ class PartyImaging(metaclass=PoolMeta):
         return codes
 
 
-class AlternativePersonID(metaclass=PoolMeta):
+class AlternativePersonID(GivesPatientId, metaclass=PoolMeta):
     __name__ = 'gnuhealth.person_alternative_identification'
 
-    @classmethod
-    def create(cls, vlist):
-        pool = Pool()
-        Party = pool.get('party.party')
-        identifiers = super().create(vlist)
-        Party._match_radiology_studies(Party.browse(
-                list({i.party.id for i in identifiers if i.party})))
-        return identifiers
 
-
-class Patient(metaclass=PoolMeta):
+class Patient(GivesPatientId, metaclass=PoolMeta):
     __name__ = 'gnuhealth.patient'
-
-    @classmethod
-    def create(cls, vlist):
-        pool = Pool()
-        Party = pool.get('party.party')
-        patients = super().create(vlist)
-        Party._match_radiology_studies([p.party for p in patients])
-        return patients
 
 
 class ImagingTestRequest(metaclass=PoolMeta):

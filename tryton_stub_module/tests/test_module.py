@@ -698,6 +698,23 @@ class HealthRadiologyImagingTestCase(ModuleTestCase):
                 (expected, 'linked', None))
 
     @with_transaction()
+    def test_link_when_the_patient_id_arrives_later(self):
+        "A study waits unmatched until its PatientID is given to a patient"
+        pool = Pool()
+        AlternativeID = pool.get(
+            'gnuhealth.person_alternative_identification')
+        patient = self.create_patient("Eva")
+        study = self.push_study(dicom_patient_id='MRN-77', accession=None)
+        self.assertEqual((study.patient, study.link_state), (None, 'unmatched'))
+
+        AlternativeID.create([{
+                    'party': patient.party.id, 'code': 'MRN-77',
+                    'alternative_id_type': 'medical_record'}])
+
+        study = type(study)(study.id)
+        self.assertEqual((study.patient, study.link_state), (patient, 'linked'))
+
+    @with_transaction()
     def test_link_unknown(self):
         "An unknown PatientID lands unmatched without failing the batch"
         pool = Pool()
