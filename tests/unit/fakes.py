@@ -8,6 +8,8 @@ import hashlib
 import io
 import json
 import re
+import threading
+import time
 from urllib.parse import parse_qs, urlparse
 
 from orthanc_gnuhealth_plugin.config import Settings, UploadSettings
@@ -369,3 +371,20 @@ class Log:
 
     def at(self, level):
         return [line for lvl, line in self.lines if lvl == level]
+
+
+def run_worker_until(worker, done, timeout=5, meanwhile=lambda: None):
+    """Run the worker in its own thread; call `meanwhile()` once it started,
+    poll `done()` for up to `timeout` seconds, then stop the worker and join
+    its thread. Returns whether the thread ended."""
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        meanwhile()
+        deadline = time.monotonic() + timeout
+        while not done() and time.monotonic() < deadline:
+            threading.Event().wait(0.01)
+    finally:
+        worker.stop()
+        thread.join(5)
+    return not thread.is_alive()

@@ -3,7 +3,7 @@ import threading
 from orthanc_gnuhealth_plugin.pending import back_off_delay
 from orthanc_gnuhealth_plugin.sync import STABLE_GRACE, SyncWorker
 
-from fakes import FakeOrthanc, settings
+from fakes import FakeOrthanc, run_worker_until, settings
 
 
 def make_worker(orthanc, gnuhealth, clock, log, **overrides):
@@ -346,17 +346,7 @@ def test_thread_survives_unexpected_errors(gnuhealth, log):
     orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
     worker = SyncWorker(settings(retry_min_delay=0.01, retry_max_delay=0.02,
                                  poll_interval=0.02), orthanc, gnuhealth, log)
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    try:
-        for _ in range(200):
-            if gnuhealth.batches:
-                break
-            threading.Event().wait(0.01)
-    finally:
-        worker.stop()
-        thread.join(5)
-    assert not thread.is_alive()
+    assert run_worker_until(worker, lambda: gnuhealth.batches, timeout=2)
     assert gnuhealth.pushed_uids() == ["1.2.3"]
     assert len([line for line in log.at("error") if "boom" in line]) == 2
 
@@ -376,22 +366,15 @@ class WaitWatch(threading.Event):
 def test_wake_interrupts_the_poll_wait(orthanc, gnuhealth, log):
     worker = SyncWorker(settings(poll_interval=30), orthanc, gnuhealth, log)
     worker._wake = WaitWatch()
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    try:
+
+    def store_and_wake():
         # The worker found nothing and sleeps for up to 30 s: only the wake
         # can make it push within the 5 s below.
         assert worker._wake.waiting.wait(5)
         assert gnuhealth.calls == 0
         orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
         worker.wake()
-        for _ in range(500):
-            if gnuhealth.batches:
-                break
-            threading.Event().wait(0.01)
-    finally:
-        worker.stop()
-        thread.join(5)
+    run_worker_until(worker, lambda: gnuhealth.batches, meanwhile=store_and_wake)
     assert gnuhealth.pushed_uids() == ["1.2.3"]
 
 

@@ -1,5 +1,4 @@
 """Faults: restarts, resync under deletion, DB outages (deletions nobody saw: test_audit.py)."""
-import threading
 import xmlrpc.client
 
 from orthanc_gnuhealth_plugin.errors import GnuHealthUnavailable, StudyRejected
@@ -7,7 +6,7 @@ from orthanc_gnuhealth_plugin.gnuhealth_client import classify
 from orthanc_gnuhealth_plugin.sync import SyncWorker
 
 from fakes import FakeClock, FakeGnuHealth, FakeOrthanc, settings
-from fakes import Log
+from fakes import Log, run_worker_until
 from test_sync import make_worker, run_until_idle, store_studies
 
 
@@ -120,16 +119,6 @@ def test_worker_loop_is_restarted_when_something_escapes_it():
         original()
     worker._wait = exploding_wait
     worker._urgent.wait = lambda timeout=None: None  # no 1 s pause in the test
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    try:
-        for _ in range(300):
-            if len(calls) > 2:
-                break
-            threading.Event().wait(0.01)
-    finally:
-        worker.stop()
-        thread.join(5)
-    assert not thread.is_alive()
+    assert run_worker_until(worker, lambda: len(calls) > 2, timeout=3)
     assert any("restarted" in line for line in log.at("error"))
     assert gnuhealth.pushed_uids() == ["1.2.3"]
