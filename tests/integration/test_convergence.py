@@ -245,55 +245,56 @@ def wait_idle(orthanc):
     wait_until(idle, 30, 'the plugin idle')
 
 
-def test_a_series_deleted_while_the_plugin_was_stopped_is_repaired_by_the_audit(
-        tmp_path, trytond, gnuhealth, failure_logs):
+@pytest.fixture
+def audited_orthanc(tmp_path, trytond, failure_logs):
+    "Orthanc with the plugin's audit paced for a test (AUDITED)."
     orthanc = stack.Orthanc(tmp_path / 'orthanc', trytond.url, stable_age=2,
                             gnuhealth=AUDITED)
     failure_logs([orthanc, trytond])
+    yield orthanc.start()
+    orthanc.stop()
+
+
+def store_and_settle(orthanc, gnuhealth, folder, **study):
+    "Store a generated study; return once GNU Health has it and all is quiet."
+    orthanc.store(samples.generate_study(folder, **study))
+    wait_converged(orthanc, gnuhealth, 40, 'the study in GNU Health')
+    wait_idle(orthanc)
+
+
+def test_a_series_deleted_while_the_plugin_was_stopped_is_repaired_by_the_audit(
+        tmp_path, audited_orthanc, gnuhealth):
+    orthanc = audited_orthanc
+    store_and_settle(orthanc, gnuhealth, tmp_path / 'dicom', series=2, instances=2,
+                     PatientID='AUDIT-1')
+    [study] = orthanc.get('/studies')
+    doomed = orthanc.get(f'/studies/{study}')['Series'][0]
+    orthanc.stop()
+    orthanc.gnuhealth = {**AUDITED, 'Enabled': False}
     orthanc.start()
-    try:
-        orthanc.store(samples.generate_study(tmp_path / 'dicom', series=2, instances=2,
-                                             PatientID='AUDIT-1'))
-        wait_converged(orthanc, gnuhealth, 40, 'the study in GNU Health')
-        wait_idle(orthanc)
-        [study] = orthanc.get('/studies')
-        doomed = orthanc.get(f'/studies/{study}')['Series'][0]
-        orthanc.stop()
-        orthanc.gnuhealth = {**AUDITED, 'Enabled': False}
-        orthanc.start()
-        orthanc.delete(f'/series/{doomed}')
-        orthanc.stop()
-        orthanc.gnuhealth = AUDITED
-        orthanc.start()
-        wait_converged(orthanc, gnuhealth, 40, 'the deleted series repaired')
-        log = (orthanc.workdir / 'orthanc.log').read_text(errors='replace')
-        assert 'GNU Health audit: repaired study' in log and study in log
-        assert 'series: 2 in GNU Health, 1 in Orthanc' in log
-        assert orthanc.get('/gnuhealth/status')['audit']['repaired'] >= 1
-    finally:
-        orthanc.stop()
+    orthanc.delete(f'/series/{doomed}')
+    orthanc.stop()
+    orthanc.gnuhealth = AUDITED
+    orthanc.start()
+    wait_converged(orthanc, gnuhealth, 40, 'the deleted series repaired')
+    log = (orthanc.workdir / 'orthanc.log').read_text(errors='replace')
+    assert 'GNU Health audit: repaired study' in log and study in log
+    assert 'series: 2 in GNU Health, 1 in Orthanc' in log
+    assert orthanc.get('/gnuhealth/status')['audit']['repaired'] >= 1
 
 
 def test_an_instance_row_deleted_in_gnuhealth_is_repaired_by_the_audit(
-        tmp_path, trytond, gnuhealth, failure_logs):
-    orthanc = stack.Orthanc(tmp_path / 'orthanc', trytond.url, stable_age=2,
-                            gnuhealth=AUDITED)
-    failure_logs([orthanc, trytond])
-    orthanc.start()
-    try:
-        orthanc.store(samples.generate_study(tmp_path / 'dicom', series=1, instances=3,
-                                             PatientID='AUDIT-2'))
-        wait_converged(orthanc, gnuhealth, 40, 'the study in GNU Health')
-        wait_idle(orthanc)
-        Instance = Model.get('gnuhealth.radiology.instance')
-        victim = Instance.find([])[0]
-        victim_id = victim.orthanc_id
-        victim.delete()  # by hand, as the administrator
-        assert not converged(orthanc, gnuhealth)
-        wait_converged(orthanc, gnuhealth, 40, 'the instance row repaired')
-        assert len(Instance.find([('orthanc_id', '=', victim_id)])) == 1
-        log = (orthanc.workdir / 'orthanc.log').read_text(errors='replace')
-        assert 'instances: 2 in GNU Health, 3 in Orthanc' in log
-        assert orthanc.get('/gnuhealth/status')['audit']['repaired'] == 1
-    finally:
-        orthanc.stop()
+        tmp_path, audited_orthanc, gnuhealth):
+    orthanc = audited_orthanc
+    store_and_settle(orthanc, gnuhealth, tmp_path / 'dicom', series=1, instances=3,
+                     PatientID='AUDIT-2')
+    Instance = Model.get('gnuhealth.radiology.instance')
+    victim = Instance.find([])[0]
+    victim_id = victim.orthanc_id
+    victim.delete()  # by hand, as the administrator
+    assert not converged(orthanc, gnuhealth)
+    wait_converged(orthanc, gnuhealth, 40, 'the instance row repaired')
+    assert len(Instance.find([('orthanc_id', '=', victim_id)])) == 1
+    log = (orthanc.workdir / 'orthanc.log').read_text(errors='replace')
+    assert 'instances: 2 in GNU Health, 3 in Orthanc' in log
+    assert orthanc.get('/gnuhealth/status')['audit']['repaired'] == 1
