@@ -21,11 +21,15 @@ from trytond.pyson import Eval, Id
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction, without_check_access
 
+from .lookup import records_by_value
+
 LINK_STATES = [
     ('unmatched', "Unmatched"),
     ('linked', "Linked"),
     ('conflict', "Conflict"),
     ]
+# Plain Tryton: the fields of a party a DICOM PatientID may equal.
+PARTY_CODES = ['code', 'identifiers.code']
 
 # Only radiology staff and administrators may change a study's links; for
 # everyone else (clinicians) the form shows them read-only rather than
@@ -283,8 +287,10 @@ class Study(metaclass=PoolMeta):
         Plain Tryton: the DICOM PatientID is the code or an identifier of a
         party.
         """
-        parties = cls._parties_by_patient_id(
-            {s.dicom_patient_id for s in studies if s.dicom_patient_id})
+        Party = Pool().get('party.party')
+        parties = records_by_value(Party,
+            {s.dicom_patient_id for s in studies if s.dicom_patient_id},
+            PARTY_CODES)
         matches = {}
         for study in studies:
             candidates = parties.get(study.dicom_patient_id, [])
@@ -332,23 +338,6 @@ class Study(metaclass=PoolMeta):
         else:
             note = gettext('health_radiology.msg_match_no_patient_id')
         return {'link_state': 'unmatched', 'link_note': note}
-
-    @classmethod
-    def _parties_by_patient_id(cls, patient_ids):
-        "Return the parties whose code or an identifier is each PatientID"
-        pool = Pool()
-        Party = pool.get('party.party')
-        found = defaultdict(list)
-        for sub_ids in grouped_slice(sorted(patient_ids)):
-            sub_ids = list(sub_ids)
-            for party in Party.search(['OR',
-                        ('code', 'in', sub_ids),
-                        ('identifiers.code', 'in', sub_ids),
-                        ], order=[('id', 'ASC')]):
-                codes = {party.code} | {i.code for i in party.identifiers}
-                for code in codes & patient_ids:
-                    found[code].append(party)
-        return found
 
     @classmethod
     def _clinical_linked(cls, studies):

@@ -9,6 +9,9 @@ are in link.py and link_imaging.py.
 
 from trytond.pool import Pool, PoolMeta
 
+from .link import PARTY_CODES
+from .lookup import values_at
+
 
 class Party(metaclass=PoolMeta):
     __name__ = 'party.party'
@@ -22,12 +25,7 @@ class Party(metaclass=PoolMeta):
     @classmethod
     def _radiology_patient_ids(cls, parties):
         "Return the codes that a DICOM PatientID may carry for parties"
-        codes = set()
-        for party in parties:
-            codes.add(party.code)
-            codes.update(i.code for i in party.identifiers)
-        codes.discard(None)
-        return codes
+        return values_at(parties, PARTY_CODES)
 
     @classmethod
     def _match_radiology_studies(cls, parties):
@@ -68,12 +66,8 @@ class PartyImaging(metaclass=PoolMeta):
 
     @classmethod
     def _radiology_patient_ids(cls, parties):
-        codes = super()._radiology_patient_ids(parties)
-        for party in parties:
-            codes.add(party.ref)
-            codes.update(a.code for a in party.alternative_ids)
-        codes.discard(None)
-        return codes
+        return super()._radiology_patient_ids(parties) | values_at(
+            parties, ['ref', 'alternative_ids.code'])
 
 
 class AlternativePersonID(GivesPatientId, metaclass=PoolMeta):

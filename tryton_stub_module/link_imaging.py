@@ -19,10 +19,14 @@ from trytond.tools import grouped_slice
 from trytond.transaction import without_check_access
 
 from .link import LINK_READONLY
+from .lookup import records_by_value
 
 
 # GNU Health's genders that DICOM's PatientSex can contradict.
 _DICOM_SEX = {'m': 'M', 'f': 'F'}
+# Rule 3: a patient's PUID, alternative IDs or party identifiers.
+PATIENT_CODES = [
+    'party.ref', 'party.alternative_ids.code', 'party.identifiers.code']
 
 
 def _patient_name(patient):
@@ -103,27 +107,17 @@ class Study(metaclass=PoolMeta):
         """
         pool = Pool()
         Request = pool.get('gnuhealth.imaging.test.request')
+        Patient = pool.get('gnuhealth.patient')
         accessions = {s.accession for s in studies if s._local_accession()}
         uids = {s.study_uid for s in studies}
         has_merge_id = 'merge_id' in Request._fields
-        by_accession, by_uid = defaultdict(list), defaultdict(list)
-        for names, keys, found in [
-                (['request', 'request_line'], accessions, by_accession),
-                (['merge_id'] if has_merge_id else [], uids, by_uid),
-                ]:
-            for sub_keys in grouped_slice(sorted(keys)):
-                sub_keys = list(sub_keys)
-                if not names:
-                    continue
-                domain = ['OR'] + [(n, 'in', sub_keys) for n in names]
-                for request in Request.search(
-                        domain, order=[('id', 'ASC')]):
-                    for name in names:
-                        key = getattr(request, name)
-                        if key in keys and request not in found[key]:
-                            found[key].append(request)
-        patients = cls._patients_by_patient_id(
-            {s.dicom_patient_id for s in studies if s.dicom_patient_id})
+        by_accession = records_by_value(
+            Request, accessions, ['request', 'request_line'])
+        by_uid = records_by_value(
+            Request, uids, ['merge_id']) if has_merge_id else {}
+        patients = records_by_value(Patient,
+            {s.dicom_patient_id for s in studies if s.dicom_patient_id},
+            PATIENT_CODES)
         return {s.id: s._match_imaging(
                 by_accession.get(s.accession, [])
                 if s._local_accession() else [],
@@ -289,30 +283,6 @@ class Study(metaclass=PoolMeta):
         if self.imaging_result and self.imaging_result.request == request:
             values['imaging_result'] = self.imaging_result.id
         return values
-
-    @classmethod
-    def _patients_by_patient_id(cls, patient_ids):
-        """Return the patients whose PUID or an identifier is each PatientID
-
-        Any length: a PatientID is never ignored for being short.
-        """
-        pool = Pool()
-        Patient = pool.get('gnuhealth.patient')
-        found = defaultdict(list)
-        for sub_ids in grouped_slice(sorted(patient_ids)):
-            sub_ids = list(sub_ids)
-            for patient in Patient.search(['OR',
-                        ('party.ref', 'in', sub_ids),
-                        ('party.alternative_ids.code', 'in', sub_ids),
-                        ('party.identifiers.code', 'in', sub_ids),
-                        ], order=[('id', 'ASC')]):
-                party = patient.party
-                codes = ({party.ref}
-                    | {a.code for a in party.alternative_ids}
-                    | {i.code for i in party.identifiers})
-                for code in codes & patient_ids:
-                    found[code].append(patient)
-        return found
 
     @classmethod
     def _clinical_linked(cls, studies):
