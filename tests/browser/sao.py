@@ -29,6 +29,15 @@ def login(page, demo, account, name, fragment=''):
     page.get_by_text(name, exact=True).first.wait_for()
 
 
+def patient_studies(page, demo, account, name, patient):
+    """Log in to SAO on the form of `patient` (from demo.patient()) and
+    open its Imaging Studies page; return the tab."""
+    login(page, demo, account, name,
+          f"model/gnuhealth.patient/{patient['patient_id']}")
+    notebook_page(page, 'Imaging Studies')
+    return current_tab(page)
+
+
 def menu(page, *path):
     "Open a menu entry, e.g. menu(page, 'Radiology', 'Unmatched Studies')."
     for entry in path:

@@ -25,10 +25,7 @@ def study_of(demo, dicom_patient_id):
 
 def test_clinician_opens_linked_study_in_web_viewer(demo, page):
     ana = demo.patient('García')
-    sao.login(page, demo, stack.CLINICIAN, CLINICIAN_NAME,
-              f"model/gnuhealth.patient/{ana['patient_id']}")
-    sao.notebook_page(page, 'Imaging Studies')
-    tab = sao.current_tab(page)
+    tab = sao.patient_studies(page, demo, stack.CLINICIAN, CLINICIAN_NAME, ana)
     row = tab.locator('tr', has_text='CT chest, 2 series')
     row.wait_for()
     link = row.locator('a[href*="/web-viewer/app/viewer.html?series="]')

@@ -75,10 +75,9 @@ def dicomweb_answers(page, demo):
 
 def test_clinician_opens_study_in_ohif_from_gnuhealth(demo, page):
     ana = demo.patient('García')
-    sao.login(page, demo, stack.CLINICIAN, CLINICIAN_NAME,
-              f"model/gnuhealth.patient/{ana['patient_id']}")
-    sao.notebook_page(page, 'Imaging Studies')
-    row = sao.current_tab(page).locator('tr', has_text='CT chest, 2 series')
+    row = sao.patient_studies(
+        page, demo, stack.CLINICIAN, CLINICIAN_NAME, ana).locator(
+            'tr', has_text='CT chest, 2 series')
     row.wait_for()
     study = study_of(demo, ana['puid'])
     uid = demo.orthanc.get(f"/studies/{study['orthanc_id']}")['MainDicomTags'][
