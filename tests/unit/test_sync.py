@@ -26,6 +26,18 @@ def store_studies(orthanc, count, instances=1):
     return sorted(set(ids), key=ids.index)
 
 
+def sync_with_rejections(orthanc, gnuhealth, clock, log, count, rejected,
+                         **overrides):
+    """Store `count` studies (UIDs 1.2.3.0, 1.2.3.1, ...), have GNU Health
+    reject the UIDs `rejected`, and run a worker until it is idle; return
+    the worker and the Orthanc IDs of the studies"""
+    ids = store_studies(orthanc, count)
+    gnuhealth.rejected_uids = set(rejected)
+    worker = make_worker(orthanc, gnuhealth, clock, log, **overrides)
+    run_until_idle(worker)
+    return worker, ids
+
+
 def test_new_study_is_pushed_and_cursor_advances(orthanc, gnuhealth, clock, log):
     study_id = orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
     worker = make_worker(orthanc, gnuhealth, clock, log)
@@ -141,10 +153,7 @@ def test_back_off_delay():
 
 def test_rejected_study_is_isolated_and_does_not_hold_back_the_cursor(
         orthanc, gnuhealth, clock, log):
-    ids = store_studies(orthanc, 3)
-    gnuhealth.rejected_uids = {"1.2.3.1"}
-    worker = make_worker(orthanc, gnuhealth, clock, log)
-    run_until_idle(worker)
+    worker, ids = sync_with_rejections(orthanc, gnuhealth, clock, log, 3, {"1.2.3.1"})
     assert sorted(gnuhealth.pushed_uids()) == ["1.2.3.0", "1.2.3.2"]
     assert orthanc.cursor_property == str(orthanc.last_seq)
     [failed] = worker.status.to_json()["failed"]
@@ -156,20 +165,14 @@ def test_rejected_study_is_isolated_and_does_not_hold_back_the_cursor(
 
 
 def test_a_rejection_means_gnuhealth_is_reachable(orthanc, gnuhealth, clock, log):
-    store_studies(orthanc, 1)
-    gnuhealth.rejected_uids = {"1.2.3.0"}
-    worker = make_worker(orthanc, gnuhealth, clock, log)
-    run_until_idle(worker)
+    worker, _ = sync_with_rejections(orthanc, gnuhealth, clock, log, 1, {"1.2.3.0"})
     assert worker.status.to_json()["gnuhealth_reachable"] is True
     assert worker.status.to_json()["last_error"] is None
 
 
 def test_failed_study_is_retried_later_with_its_own_back_off(orthanc, gnuhealth, clock, log):
-    store_studies(orthanc, 2)
-    gnuhealth.rejected_uids = {"1.2.3.1"}
-    worker = make_worker(orthanc, gnuhealth, clock, log, retry_min_delay=10,
-                         retry_max_delay=1000)
-    run_until_idle(worker)
+    worker, _ = sync_with_rejections(orthanc, gnuhealth, clock, log, 2, {"1.2.3.1"},
+                                     retry_min_delay=10, retry_max_delay=1000)
     pushes = gnuhealth.calls
     clock.advance(5)
     run_until_idle(worker)
@@ -190,10 +193,7 @@ def test_failed_study_is_retried_later_with_its_own_back_off(orthanc, gnuhealth,
 
 
 def test_failed_study_is_pushed_on_demand(orthanc, gnuhealth, clock, log):
-    ids = store_studies(orthanc, 2)
-    gnuhealth.rejected_uids = {"1.2.3.1"}
-    worker = make_worker(orthanc, gnuhealth, clock, log)
-    run_until_idle(worker)
+    worker, ids = sync_with_rejections(orthanc, gnuhealth, clock, log, 2, {"1.2.3.1"})
     assert worker.sync_study(ids[1])["result"] == "rejected"
     assert worker.status.to_json()["failed"][0]["retries"] == 1
     gnuhealth.rejected_uids = set()
@@ -224,10 +224,7 @@ def test_request_sync_is_served_by_the_worker_thread(orthanc, gnuhealth, clock, 
 
 def test_failed_study_deleted_from_orthanc_leaves_the_failed_list(
         orthanc, gnuhealth, clock, log):
-    ids = store_studies(orthanc, 1)
-    gnuhealth.rejected_uids = {"1.2.3.0"}
-    worker = make_worker(orthanc, gnuhealth, clock, log)
-    run_until_idle(worker)
+    worker, ids = sync_with_rejections(orthanc, gnuhealth, clock, log, 1, {"1.2.3.0"})
     assert len(worker.status.to_json()["failed"]) == 1
     orthanc.delete_study(ids[0])
     clock.advance(3600)

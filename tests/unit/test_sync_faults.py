@@ -7,7 +7,7 @@ from orthanc_gnuhealth_plugin.sync import SyncWorker
 
 from fakes import FakeClock, FakeGnuHealth, FakeOrthanc, settings
 from fakes import Log, run_worker_until
-from test_sync import make_worker, run_until_idle, store_studies
+from test_sync import make_worker, run_until_idle, store_studies, sync_with_rejections
 
 
 def test_noted_deletions_are_persisted_before_they_are_sent_and_survive_a_crash():
@@ -32,9 +32,7 @@ def test_noted_deletions_are_persisted_before_they_are_sent_and_survive_a_crash(
 
 def test_failed_list_survives_a_restart_and_is_retried_at_once():
     orthanc, gnuhealth, clock, log = FakeOrthanc(), FakeGnuHealth(), FakeClock(), Log()
-    store_studies(orthanc, 2)
-    gnuhealth.rejected_uids = {"1.2.3.0"}
-    run_until_idle(make_worker(orthanc, gnuhealth, clock, log))
+    sync_with_rejections(orthanc, gnuhealth, clock, log, 2, {"1.2.3.0"})
     assert [f["study_uid"] for f in orthanc.get_state()["failed"]] == ["1.2.3.0"]
     restarted = make_worker(orthanc, gnuhealth, clock, log)
     restarted.run_once()
@@ -47,35 +45,39 @@ def test_failed_list_survives_a_restart_and_is_retried_at_once():
     assert gnuhealth.pushed_uids().count("1.2.3.0") == 1
 
 
-def test_resync_skips_nothing_when_studies_are_deleted_meanwhile():
+def resync_past_its_first_page(count):
+    """Return Orthanc, GNU Health, the worker and the sorted study ids once
+    the worker synced `count` studies, then began a resync and pushed its
+    first page of 3 (ids[0:3]); GNU Health's batches hold the resync's only"""
     orthanc, gnuhealth, clock, log = FakeOrthanc(), FakeGnuHealth(), FakeClock(), Log()
-    ids = sorted(store_studies(orthanc, 12))
-    worker = make_worker(orthanc, gnuhealth, clock, log, studies_per_push=3)
-    run_until_idle(worker)
-    gnuhealth.batches.clear()
-    worker.start_resync()
-    worker.run_once()  # the first page: ids[0:3]
-    for study_id in ids[:3]:
-        orthanc.delete_study(study_id)  # shifts every offset back by 3
-    run_until_idle(worker)
-    pushed = {s["orthanc_id"] for b in gnuhealth.batches for s in b["studies"]}
-    assert pushed >= set(ids[3:])
-    assert not worker.status.to_json()["resync"]["running"]
-
-
-def test_resync_survives_the_last_pushed_study_being_deleted():
-    orthanc, gnuhealth, clock, log = FakeOrthanc(), FakeGnuHealth(), FakeClock(), Log()
-    ids = sorted(store_studies(orthanc, 9))
+    ids = sorted(store_studies(orthanc, count))
     worker = make_worker(orthanc, gnuhealth, clock, log, studies_per_push=3)
     run_until_idle(worker)
     gnuhealth.batches.clear()
     worker.start_resync()
     worker.run_once()
+    return orthanc, gnuhealth, worker, ids
+
+
+def pushed_ids(gnuhealth):
+    return {s["orthanc_id"] for b in gnuhealth.batches for s in b["studies"]}
+
+
+def test_resync_skips_nothing_when_studies_are_deleted_meanwhile():
+    orthanc, gnuhealth, worker, ids = resync_past_its_first_page(12)
+    for study_id in ids[:3]:
+        orthanc.delete_study(study_id)  # shifts every offset back by 3
+    run_until_idle(worker)
+    assert pushed_ids(gnuhealth) >= set(ids[3:])
+    assert not worker.status.to_json()["resync"]["running"]
+
+
+def test_resync_survives_the_last_pushed_study_being_deleted():
+    orthanc, gnuhealth, worker, ids = resync_past_its_first_page(9)
     orthanc.delete_study(ids[2])
     orthanc.delete_study(ids[1])
     run_until_idle(worker)
-    pushed = {s["orthanc_id"] for b in gnuhealth.batches for s in b["studies"]}
-    assert pushed >= set(ids[3:])
+    assert pushed_ids(gnuhealth) >= set(ids[3:])
 
 
 def test_database_outage_faults_back_off_the_whole_sync():
