@@ -165,7 +165,6 @@ class IdentityTestCase(DBTestCase):
         pool = Pool()
         Party = pool.get('party.party')
         Study = pool.get('gnuhealth.radiology.study')
-        StudyLink = pool.get('gnuhealth.radiology.study.link', type='wizard')
         user = base.create_user(
             'radiologist', "Radiologist", 'group_radiology_staff')
         Party.create([{'name': "Anna", 'code': 'PA'}])
@@ -174,14 +173,7 @@ class IdentityTestCase(DBTestCase):
         Study.push_from_pacs(batch)
         right = self.studies()['study-PB']
 
-        with Transaction().set_user(user.id), \
-                Transaction().set_context(
-                    _check_access=True, active_model=Study.__name__,
-                    active_id=right.id, active_ids=[right.id]):
-            session_id, _, _ = StudyLink.create()
-            link = StudyLink(session_id)
-            link.start.party = bert
-            link.transition_link()
+        base.link_by_hand(user, right, party=bert)
         result = Study.push_from_pacs(batch)
 
         studies = self.studies()

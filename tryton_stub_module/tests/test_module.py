@@ -37,6 +37,30 @@ def create_user(login, name, *groups):
     return user
 
 
+def link_by_hand(user, study, **values):
+    "Run the link wizard on study as user, with values on its form"
+    pool = Pool()
+    Study = pool.get('gnuhealth.radiology.study')
+    StudyLink = pool.get('gnuhealth.radiology.study.link', type='wizard')
+    with Transaction().set_user(user.id), \
+            Transaction().set_context(
+                _check_access=True, active_model=Study.__name__,
+                active_id=study.id, active_ids=[study.id]):
+        session_id, _, _ = StudyLink.create()
+        link = StudyLink(session_id)
+        for name, value in values.items():
+            setattr(link.start, name, value)
+        link.transition_link()
+
+
+def match_again():
+    "Run the wizard that matches the studies again, from the menu"
+    StudyMatch = Pool().get('gnuhealth.radiology.study.match', type='wizard')
+    with Transaction().set_context(active_model='ir.ui.menu'):
+        session_id, _, _ = StudyMatch.create()
+        StudyMatch(session_id).transition_match()
+
+
 def make_batch():
     "Return a batch of one CT study with two series, as the plugin sends it"
     def series(number, count):
@@ -494,23 +518,15 @@ class HealthRadiologyTestCase(ModuleTestCase):
         pool = Pool()
         Party = pool.get('party.party')
         Study = pool.get('gnuhealth.radiology.study')
-        StudyLink = pool.get('gnuhealth.radiology.study.link', type='wizard')
-        StudyMatch = pool.get(
-            'gnuhealth.radiology.study.match', type='wizard')
         user = create_user('radiologist', "Radiologist", 'group_radiology_staff')
         zoe, = Party.create([{'name': "Zoë"}])
         study = self.push_study(dicom_patient_id='P1')
 
+        link_by_hand(user, study, party=zoe)
         with Transaction().set_user(user.id), \
-                Transaction().set_context(
-                    _check_access=True, active_model=Study.__name__,
-                    active_id=study.id, active_ids=[study.id]):
-            session_id, _, _ = StudyLink.create()
-            link = StudyLink(session_id)
-            link.start.party = zoe
-            link.transition_link()
-            with self.assertRaises(AccessError):
-                Study.write([study], {'link_state': 'unmatched'})
+                Transaction().set_context(_check_access=True), \
+                self.assertRaises(AccessError):
+            Study.write([study], {'link_state': 'unmatched'})
 
         study = Study(study.id)
         self.assertEqual(
@@ -524,9 +540,7 @@ class HealthRadiologyTestCase(ModuleTestCase):
         # Neither a new push nor matching again undo what a person did.
         Party.create([{'name': "Other", 'code': 'P1'}])
         self.push_study(dicom_patient_id='P1')
-        with Transaction().set_context(active_model='ir.ui.menu'):
-            session_id, _, _ = StudyMatch.create()
-            StudyMatch(session_id).transition_match()
+        match_again()
         study = Study(study.id)
         self.assertEqual((study.party, study.linked_by), (zoe, user))
 
@@ -537,8 +551,6 @@ class HealthRadiologyTestCase(ModuleTestCase):
         Party = pool.get('party.party')
         Identifier = pool.get('party.identifier')
         Study = pool.get('gnuhealth.radiology.study')
-        StudyMatch = pool.get(
-            'gnuhealth.radiology.study.match', type='wizard')
         party, = Party.create([{'name': "Zoë"}])
         study = self.push_study(dicom_patient_id='MRN-7')
         # An identifier added later links the study at once.
@@ -549,9 +561,7 @@ class HealthRadiologyTestCase(ModuleTestCase):
         Study.write([study], {'linked_by': None, 'link_state': 'unmatched'})
 
         for _ in range(2):
-            with Transaction().set_context(active_model='ir.ui.menu'):
-                session_id, _, _ = StudyMatch.create()
-                StudyMatch(session_id).transition_match()
+            match_again()
             study = Study(study.id)
             self.assertEqual(
                 (study.party, study.link_state), (party, 'linked'))
@@ -810,22 +820,13 @@ class HealthRadiologyImagingTestCase(ModuleTestCase):
         "Staff link a study to a patient and a request with the wizard"
         pool = Pool()
         Study = pool.get('gnuhealth.radiology.study')
-        StudyLink = pool.get('gnuhealth.radiology.study.link', type='wizard')
         user = create_user('radiologist', "Radiologist", 'group_radiology_staff')
         patient = self.create_patient("Zoë")
         request = self.create_request(patient)
         study = self.push_study(accession=None, dicom_patient_id='X')
 
-        with Transaction().set_user(user.id), \
-                Transaction().set_context(
-                    _check_access=True, active_model=Study.__name__,
-                    active_id=study.id, active_ids=[study.id]):
-            session_id, _, _ = StudyLink.create()
-            link = StudyLink(session_id)
-            link.start.patient = None
-            link.start.party = None
-            link.start.imaging_request = request
-            link.transition_link()
+        link_by_hand(user, study,
+            patient=None, party=None, imaging_request=request)
 
         study = Study(study.id)
         self.assertEqual(
