@@ -37,6 +37,17 @@ def count_in_pacs(ids, from_, parent, *counted, where=None):
     return counts
 
 
+def search_any(clause, names):
+    """Return the domain of a search by name (clause) in any of the fields
+    names; a negative search excludes what any of them matches"""
+    _, operator, operand, *extra = clause
+    if operator.startswith('!') or operator.startswith('not '):
+        bool_op = 'AND'
+    else:
+        bool_op = 'OR'
+    return [bool_op] + [(name, operator, operand, *extra) for name in names]
+
+
 class PacsResourceMixin:
     "A resource of the PACS, kept when Orthanc deletes it"
     __slots__ = ()

@@ -4,7 +4,7 @@ from trytond.model import ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
 from trytond.tools import grouped_slice
 
-from .pacs_resource import PacsResourceMixin, count_in_pacs
+from .pacs_resource import PacsResourceMixin, count_in_pacs, search_any
 from .snapshot import Snapshot, upsert
 
 
@@ -73,15 +73,7 @@ class Series(PacsResourceMixin, ModelSQL, ModelView):
 
     @classmethod
     def search_rec_name(cls, name, clause):
-        _, operator, operand, *extra = clause
-        if operator.startswith('!') or operator.startswith('not '):
-            bool_op = 'AND'
-        else:
-            bool_op = 'OR'
-        return [bool_op,
-            ('series_uid', operator, operand, *extra),
-            ('description', operator, operand, *extra),
-            ]
+        return search_any(clause, ['series_uid', 'description'])
 
     @classmethod
     def get_instance_count(cls, series, name):

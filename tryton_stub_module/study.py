@@ -15,7 +15,7 @@ from trytond.rpc import RPC
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
-from .pacs_resource import PacsResourceMixin, count_in_pacs
+from .pacs_resource import PacsResourceMixin, count_in_pacs, search_any
 from .snapshot import Snapshot, SnapshotReader, upsert
 
 DICOM_SEXES = [
@@ -193,15 +193,9 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
 
     @classmethod
     def search_rec_name(cls, name, clause):
-        _, operator, operand, *extra = clause
-        if operator.startswith('!') or operator.startswith('not '):
-            bool_op = 'AND'
-        else:
-            bool_op = 'OR'
-        return [bool_op] + [
-            (field, operator, operand, *extra) for field in [
+        return search_any(clause, [
                 'study_uid', 'accession', 'description',
-                'dicom_patient_id', 'dicom_patient_name']]
+                'dicom_patient_id', 'dicom_patient_name'])
 
     @classmethod
     def get_instance_count(cls, studies, name):

@@ -297,6 +297,31 @@ class HealthRadiologyTestCase(ModuleTestCase):
         self.assertEqual(study.instance_count, 1)
 
     @with_transaction()
+    def test_search_rec_name(self):
+        "A search by name looks in the fields a person knows a record by"
+        pool = Pool()
+        Study = pool.get('gnuhealth.radiology.study')
+        Series = pool.get('gnuhealth.radiology.series')
+        Study.push_from_pacs(make_batch())
+        study, = Study.search([])
+
+        for text in ['1.2.3.4', 'A1', 'Thorax', 'P1', 'Müller^Zoë']:
+            self.assertEqual(
+                Study.search([('rec_name', '=', text)]), [study], text)
+        self.assertEqual(Study.search([('rec_name', '=', 'Hôpital')]), [])
+        # A negative search excludes what any of the fields matches.
+        self.assertEqual(Study.search([('rec_name', '!=', 'A1')]), [])
+        for text, uids in [
+                ('1.2.3.4.2', ['1.2.3.4.2']),
+                ('Série 1', ['1.2.3.4.1']),
+                ('CHEST', []),
+                ]:
+            self.assertEqual([s.series_uid for s in Series.search(
+                        [('rec_name', '=', text)])], uids, text)
+        self.assertEqual(
+            Series.search([('rec_name', 'not ilike', 'Série%')]), [])
+
+    @with_transaction()
     def test_push_non_ascii(self):
         "Non-ASCII names survive and DICOM padding is removed"
         pool = Pool()
