@@ -22,6 +22,10 @@ from .link import LINK_READONLY
 from .lookup import records_by_value
 
 
+# The domain of an imaging request field: the requests of the chosen
+# patient, or any while none is chosen.
+OF_THE_PATIENT = [
+    If(Eval('patient'), ('patient', '=', Eval('patient', -1)), ())]
 # GNU Health's genders that DICOM's PatientSex can contradict.
 _DICOM_SEX = {'m': 'M', 'f': 'F'}
 # Rule 3: a patient's PUID, alternative IDs or party identifiers.
@@ -44,9 +48,7 @@ class Study(metaclass=PoolMeta):
         help="The GNU Health patient the images belong to.")
     imaging_request = fields.Many2One(
         'gnuhealth.imaging.test.request', "Imaging Request",
-        domain=[If(Eval('patient'),
-                ('patient', '=', Eval('patient', -1)),
-                ())],
+        domain=OF_THE_PATIENT,
         states={'readonly': LINK_READONLY},
         help="The imaging test request (order) the study answers.")
     imaging_result = fields.Many2One(

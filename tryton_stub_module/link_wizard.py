@@ -4,9 +4,10 @@
 
 from trytond.model import ModelView, fields
 from trytond.pool import Pool, PoolMeta
-from trytond.pyson import Eval, If
 from trytond.transaction import Transaction
 from trytond.wizard import Button, StateTransition, StateView, Wizard
+
+from .link_imaging import OF_THE_PATIENT
 
 
 class StudyLinkStart(ModelView):
@@ -82,9 +83,7 @@ class StudyLinkStartImaging(metaclass=PoolMeta):
         help="The GNU Health patient the images belong to.")
     imaging_request = fields.Many2One(
         'gnuhealth.imaging.test.request', "Imaging Request",
-        domain=[If(Eval('patient'),
-                ('patient', '=', Eval('patient', -1)),
-                ())],
+        domain=OF_THE_PATIENT,
         help="The imaging test request the studies answer, if any.")
 
     @fields.depends('patient', 'party')

@@ -13,10 +13,11 @@ from trytond.exceptions import UserError
 from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, fields
 from trytond.pool import Pool
-from trytond.pyson import Eval, If
+from trytond.pyson import Eval
 from trytond.rpc import RPC
 from trytond.transaction import Transaction, without_check_access
 
+from .link_imaging import OF_THE_PATIENT
 from .worklist import _DICOM_SEX, _person_name
 
 STATES = [
@@ -43,9 +44,7 @@ class Upload(ModelSQL, ModelView):
         "one the images came with.")
     imaging_request = fields.Many2One(
         'gnuhealth.imaging.test.request', "Imaging Request",
-        domain=[If(Eval('patient'),
-                ('patient', '=', Eval('patient', -1)),
-                ())],
+        domain=OF_THE_PATIENT,
         states={'readonly': _SAVED},
         help="The imaging order the images answer, if any: its code "
         "becomes their accession number.")

@@ -5,7 +5,7 @@ and reported back (issue 15)"""
 import datetime
 
 from trytond.exceptions import UserError
-from trytond.model.exceptions import AccessError
+from trytond.model.exceptions import AccessError, DomainValidationError
 from trytond.pool import Pool
 from trytond.tests.test_tryton import _DBTestCase as DBTestCase
 from trytond.tests.test_tryton import with_transaction
@@ -47,6 +47,17 @@ class UploadTestCase(DBTestCase):
             self.assertIsInstance(upload.uploaded, datetime.datetime)
             self.assertEqual(upload.data, b'PK\x03\x04')
             self.assertEqual(upload.filename, 'cd.zip')
+
+    @with_transaction()
+    def test_request_of_the_patient(self):
+        "An upload answers an imaging request of its own patient only"
+        zoe = self.create_patient("Zoë")
+        ana = self.create_patient("Ana")
+        request = self.create_request(zoe)
+        upload = self.upload(zoe, imaging_request=request.id)
+        self.assertEqual(upload.imaging_request, request)
+        with self.assertRaises(DomainValidationError):
+            self.upload(ana, imaging_request=request.id)
 
     @with_transaction()
     def test_others_refused(self):
