@@ -35,7 +35,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 import samples  # noqa: E402
 
 DATABASE = 'gnuhealth'
-MODULES = ['health_imaging', 'health_imaging_worklist', 'health_radiology']
+# health_lab: lab results, which the sync account must be refused
+# (tests/integration/test_least_privilege.py); in the template, so that no
+# test pays for activating it.
+MODULES = ['health_imaging', 'health_imaging_worklist', 'health_lab', 'health_radiology']
 # Demo/test logins. They live in the cached template database; a hospital
 # creates its own accounts (README, "Configuration").
 ADMIN = ('admin', 'gnuhealth-admin')
