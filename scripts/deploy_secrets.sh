@@ -11,8 +11,9 @@
 #   gnuhealth_tls_certificate, gnuhealth_tls_key
 #                               trytond's, for "gnuhealth" (the name Orthanc
 #                               uses inside compose) and GNUHEALTH_HOST
-#   orthanc_tls                 Orthanc's certificate and key in one PEM,
-#                               for "orthanc", localhost and PACS_HOST
+#   orthanc_tls                 the certificate and key, in one PEM, of
+#                               Orthanc's https (nginx in compose), for
+#                               PACS_HOST, "orthanc" and localhost
 # An existing file is kept: to use the hospital's own CA, put its
 # certificates there first (tls_ca being that CA's certificate).
 set -euo pipefail

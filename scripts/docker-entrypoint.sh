@@ -16,7 +16,8 @@
 #
 # gnuhealth/upgrade read TRYTOND_CONFIG (default /etc/trytond.conf),
 # GNUHEALTH_DATABASE (gnuhealth), GNUHEALTH_ADMIN_PASSWORD (its first start),
-# GNUHEALTH_ADMIN_EMAIL, GNUHEALTH_SYNC_PASSWORD and GNUHEALTH_SYNC_LOGIN.
+# GNUHEALTH_ADMIN_EMAIL, GNUHEALTH_SYNC_PASSWORD, GNUHEALTH_SYNC_LOGIN and
+# GNUHEALTH_MODULES (activated on the first start; more in SAO later).
 set -euo pipefail
 
 for name in PGPASSWORD ORTHANC_ADMIN_PASSWORD GNUHEALTH_ADMIN_PASSWORD \
@@ -38,15 +39,21 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 venv=${VENV:-/opt/orthanc-gnuhealth/venv}
 conf=${TRYTOND_CONFIG:-/etc/trytond.conf}
 database=${GNUHEALTH_DATABASE:-gnuhealth}
-modules=(health_imaging health_imaging_worklist health_radiology)
+read -r -a modules <<< "${GNUHEALTH_MODULES:-health_imaging health_imaging_worklist health_radiology}"
 
-tryton_database_exists() {
+# Exit status 0: a Tryton database; 1: an empty one; 2: not reachable.
+tryton_database_state() {
     "$venv/bin/python" - "$conf" "$database" <<'EOF'
 import sys
 from trytond.config import config
 config.update_etc(sys.argv[1])
 from trytond import backend
-sys.exit(0 if backend.Database(sys.argv[2]).connect().test() else 1)
+try:
+    database = backend.Database(sys.argv[2]).connect()
+except Exception as error:
+    print(f"docker-entrypoint: cannot reach database {sys.argv[2]}: {error}", file=sys.stderr)
+    sys.exit(2)
+sys.exit(0 if database.test() else 1)
 EOF
 }
 
@@ -56,21 +63,23 @@ trytond_admin() {
 
 case "${1:-}" in
 gnuhealth)
-    if ! tryton_database_exists; then
+    state=0
+    tryton_database_state || state=$?
+    [ "$state" -le 1 ] || exit 1
+    if [ "$state" = 1 ]; then
         echo "docker-entrypoint: creating GNU Health in database $database"
+        # trytond-admin reads the admin password from a file (TRYTONPASSFILE).
         password_file=$(mktemp)
+        trap 'rm -f "$password_file"' EXIT
         printf '%s\n' "${GNUHEALTH_ADMIN_PASSWORD:?the first start needs GNUHEALTH_ADMIN_PASSWORD(_FILE)}" \
             > "$password_file"
         TRYTONPASSFILE=$password_file trytond_admin --email "${GNUHEALTH_ADMIN_EMAIL:-admin@localhost}" \
             --activate-dependencies -u "${modules[@]}"
         rm -f "$password_file"
     fi
-    password_file=$(mktemp)
     printf '%s\n' "${GNUHEALTH_SYNC_PASSWORD:?GNUHEALTH_SYNC_PASSWORD(_FILE) is the sync account password}" \
-        > "$password_file"
-    "$venv/bin/python" "$src/scripts/demo_data.py" --config "$conf" --database "$database" \
-        sync-account --login "${GNUHEALTH_SYNC_LOGIN:-orthanc-sync}" --password-file "$password_file"
-    rm -f "$password_file"
+        | "$venv/bin/python" "$src/scripts/demo_data.py" --config "$conf" --database "$database" \
+            sync-account --login "${GNUHEALTH_SYNC_LOGIN:-orthanc-sync}" --password-file -
     exec "$venv/bin/trytond" -c "$conf"
     ;;
 upgrade)

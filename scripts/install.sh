@@ -38,7 +38,8 @@ apt_packages=(python3 python3-venv)
 # tests (driven by Playwright, never `playwright install`), and npm for SAO
 # unless one is there already (e.g. from NodeSource's nodejs).
 # PostgreSQL 15 for the tests of a two-node Orthanc cluster (tests/integration).
-[ -n "$plugin_only$gnuhealth_only" ] || apt_packages+=(dcmtk chromium postgresql)
+# openssl: scripts/deploy_secrets.sh, which the compose tests run.
+[ -n "$plugin_only$gnuhealth_only" ] || apt_packages+=(dcmtk chromium postgresql openssl)
 # npm also fetches OHIF, for the plugin alone too (Orthanc serves it).
 with_ohif=${OHIF:-1}
 [ -z "$gnuhealth_only" ] || with_ohif=0

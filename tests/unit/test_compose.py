@@ -165,8 +165,25 @@ def test_orthanc_configuration_holds_together(tmp_path):
     assert settings.tryton_url == 'https://gnuhealth:8000/'
     assert settings.tryton_password == (secrets / 'gnuhealth_sync_password').read_text().strip()
     assert settings.public_url == 'https://localhost:8042'
-    for path in (configuration['SslCertificate'], section['TrytonCaBundle']):
-        assert Path(_secret_path(secrets, path)).is_file(), path
+    assert Path(_secret_path(secrets, section['TrytonCaBundle'])).is_file()
+    # Orthanc's own https crashes on Debian bookworm (deploy/nginx.conf): off.
+    assert not configuration.get('SslEnabled')
+
+
+def test_https_proxy_serves_orthanc_with_its_secret_certificate():
+    service = COMPOSE['services']['proxy']
+    mounted = dict(v.split(':')[:2] for v in service['volumes'])
+    conf = (REPO / _source_of(mounted, '/etc/nginx/conf.d/default.conf')).read_text()
+    for key in ('ssl_certificate', 'ssl_certificate_key'):
+        path = re.search(rf'^\s*{key} (\S+);', conf, flags=re.M).group(1)
+        assert Path(path).name in service['secrets'], key
+    orthanc = _json_with_comments(REPO / 'deploy' / 'orthanc.json')
+    assert f'proxy_pass http://orthanc:{orthanc["HttpPort"]};' in conf
+    published = [port.split(':')[0] for port in service['ports']]
+    assert re.search(rf'^\s*listen {published[0]} ssl;', conf, flags=re.M)
+    # Users reach Orthanc's web side through the proxy only.
+    assert not [p for p in COMPOSE['services']['orthanc']['ports']
+                if p.endswith(f':{orthanc["HttpPort"]}')]
 
 
 def _source_of(mounted, target):
