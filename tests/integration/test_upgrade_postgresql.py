@@ -169,8 +169,8 @@ def sync(tmp_path, postgresql, failure_logs, code, files, description, cursor=0)
     try:
         trytond.start()
         orthanc.start()
-        started = wait_until(lambda: orthanc.get('/gnuhealth/status')['cursor'] is not None
-                             and orthanc.get('/gnuhealth/status'), 30, 'the plugin started')
+        started = wait_until(lambda: (status := orthanc.get('/gnuhealth/status'))['cursor']
+                             is not None and status, 30, 'the plugin started')
         assert started['cursor'] >= cursor, started
         orthanc.store(files)
         wait_until(lambda: query(postgresql, "SELECT reception FROM gnuhealth_radiology_study "
