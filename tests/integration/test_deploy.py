@@ -10,8 +10,9 @@ files), Orthanc's index in PostgreSQL through orthanc-postgresql, a
 database role that needs its password, trytond on https checked against
 the deployment's CA by the plugin and by this test, and
 scripts/healthcheck.py. The entry point's first start (creating the
-database, here with health_radiology alone to keep it short) and a
-changed sync password taking effect at the next start are tested too. What Docker itself does is left out: host names
+database, here with health_radiology alone to keep it short), a changed
+sync password taking effect at the next start, and its `upgrade` command
+are tested too. What Docker itself does is left out: host names
 (db, gnuhealth) become 127.0.0.1, and ports and paths are rewritten to this
 test's. So is the proxy (nginx, not installed here): Orthanc is asked on
 its plain HTTP port, as the proxy asks it.
@@ -229,6 +230,10 @@ def test_first_start_creates_the_database_and_a_new_sync_password_takes(
     finally:
         trytond.stop()
     assert (workdir / 'trytond.log').read_text().count('creating GNU Health') == 1
+    # `docker compose run --rm gnuhealth upgrade` (README, "Production").
+    env = dict(_environment('gnuhealth', secrets), TRYTOND_CONFIG=str(workdir / 'trytond.conf'))
+    subprocess.run(['bash', ENTRYPOINT, 'upgrade'], check=True, capture_output=True,
+                   env=stack.checkout_env(VENV=str(stack.VENV), **env))
 
 
 def _query(postgresql, sql, database=stack.DATABASE):
