@@ -4,6 +4,8 @@
 code (`set_trytond`), while no trytond server is running on that database:
 its users are in the cached template. `records()` runs over XML-RPC against
 the started demo server (stack.py), so the tests' databases stay empty.
+`sync-account` is the production one: the sync account alone (README,
+"Production"; the GNU Health image runs it at each start).
 """
 import argparse
 
@@ -44,10 +46,16 @@ DEMO_USERS = {
     }
 
 
-def accounts(sync_password):
-    # The plugin's technical account: only what the sync needs.
-    user('orthanc-sync', 'Orthanc synchronisation', sync_password,
+def sync_account(password, login='orthanc-sync'):
+    """The plugin's technical account (GnuHealth.TrytonUser), in the
+    Radiology Sync group alone: only what the sync needs. Run again, it
+    sets the password anew (a rotated secret)."""
+    user(login, 'Orthanc synchronisation', password,
          ['health_radiology.group_radiology_sync'])
+
+
+def accounts(sync_password):
+    sync_account(sync_password)
     # The administrator also runs radiology, so the demo shows every menu.
     admin, = Model.get('res.user').find([('login', '=', 'admin')])
     admin.groups.extend([group('health_radiology.group_radiology_admin')])
@@ -154,10 +162,17 @@ def main():
     parser.add_argument('--database', required=True)
     sub = parser.add_subparsers(dest='command', required=True)
     sub.add_parser('accounts').add_argument('--sync-password', required=True)
+    # Production (README, "Production"): the sync account only, its password
+    # read from a file so that it is in no command line.
+    sync = sub.add_parser('sync-account')
+    sync.add_argument('--password-file', required=True, type=argparse.FileType())
+    sync.add_argument('--login', default='orthanc-sync')
     args = parser.parse_args()
     proteus_config.set_trytond(args.database, config_file=args.config)
     if args.command == 'accounts':
         accounts(args.sync_password)
+    else:
+        sync_account(args.password_file.read().strip(), args.login)
 
 
 if __name__ == '__main__':

@@ -6,6 +6,9 @@
 #   scripts/install.sh            Debian packages + the project's venv (.venv)
 #   scripts/install.sh --plugin-only VENV
 #                                 the Orthanc side only (container image)
+#   scripts/install.sh --gnuhealth-only VENV
+#                                 trytond with GNU Health, health_radiology and
+#                                 SAO (in $SAO_DIR) only (container image)
 #
 # OHIF=0 leaves the OHIF viewer out (by default it goes to $OHIF_DIR, else
 # .cache/ohif, served by Orthanc's ServeFolders plugin under /ohif/).
@@ -13,23 +16,33 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv=${VENV:-$here/.venv}
-plugin_only=
-if [ "${1:-}" = --plugin-only ]; then
-    plugin_only=1
-    venv=${2:?usage: install.sh --plugin-only VENV}
+plugin_only= gnuhealth_only=
+case "${1:-}" in
+    --plugin-only) plugin_only=1 ;;
+    --gnuhealth-only) gnuhealth_only=1 ;;
+esac
+if [ -n "$plugin_only$gnuhealth_only" ]; then
+    venv=${2:?usage: install.sh --plugin-only|--gnuhealth-only VENV}
 fi
 
 # Orthanc and its plugins, dcmtk for C-STORE/C-FIND, and Debian's Python 3.11:
 # Orthanc's embedded interpreter is /usr/bin/python3, so the venv must be too.
-apt_packages=(orthanc orthanc-python orthanc-dicomweb orthanc-webviewer orthanc-postgresql
-              python3 python3-venv)
-# Not for the plugin alone: dcmtk for the tests, Chromium for the browser
+apt_packages=(python3 python3-venv)
+[ -n "$gnuhealth_only" ] || apt_packages+=(orthanc orthanc-python orthanc-dicomweb
+                                           orthanc-webviewer orthanc-postgresql)
+# GNU Health's gnuhealth-control needs psycopg2, which pip builds from source.
+[ -n "$plugin_only" ] || apt_packages+=(gcc libpq-dev python3-dev)
+# GNU Health's image: psql and pg_dump for its first start and backups.
+[ -z "$gnuhealth_only" ] || apt_packages+=(postgresql-client)
+# Not for the images: dcmtk for the tests, Chromium for the browser
 # tests (driven by Playwright, never `playwright install`), and npm for SAO
 # unless one is there already (e.g. from NodeSource's nodejs).
 # PostgreSQL 15 for the tests of a two-node Orthanc cluster (tests/integration).
-[ -n "$plugin_only" ] || apt_packages+=(dcmtk chromium postgresql)
+# openssl: scripts/deploy_secrets.sh, which the compose tests run.
+[ -n "$plugin_only$gnuhealth_only" ] || apt_packages+=(dcmtk chromium postgresql openssl)
 # npm also fetches OHIF, for the plugin alone too (Orthanc serves it).
 with_ohif=${OHIF:-1}
+[ -z "$gnuhealth_only" ] || with_ohif=0
 ohif_dir=${OHIF_DIR:-$here/.cache/ohif}
 [ -n "$plugin_only" ] && [ "$with_ohif" = 0 ] || command -v npm >/dev/null || apt_packages+=(npm)
 
@@ -48,8 +61,9 @@ if [ ${#missing[@]} -gt 0 ]; then
         $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-extras=plugin
-[ -n "$plugin_only" ] || extras=plugin,tryton,gnuhealth,test
+extras=plugin,tryton,gnuhealth,test
+[ -z "$plugin_only" ] || extras=plugin
+[ -z "$gnuhealth_only" ] || extras=tryton,gnuhealth
 stamp=$venv/.orthanc-gnuhealth-$extras
 if [ ! -x "$venv/bin/python" ]; then
     /usr/bin/python3 -m venv "$venv"
@@ -57,7 +71,7 @@ fi
 if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
     echo "install.sh: installing Python packages into $venv"
     "$venv/bin/pip" install -q --upgrade pip
-    if [ -n "$plugin_only" ]; then
+    if [ -n "$plugin_only$gnuhealth_only" ]; then
         "$venv/bin/pip" install -q "$here[$extras]"
     else
         "$venv/bin/pip" install -q -e "$here[$extras]"
@@ -73,7 +87,7 @@ sao_version=7.0.56
 sao_libraries=(jquery@3.7.1 bootstrap@3.4.1 moment@2.30.1 gettext.js@0.7.0
                c3@0.7.20 d3@5.16.0 papaparse@5.4.1 fullcalendar@3.10.5
                mousetrap@1.6.5 sortablejs@1.15.2)
-sao=$here/.cache/sao
+sao=${SAO_DIR:-$here/.cache/sao}
 if [ -z "$plugin_only" ] && [ ! -f "$sao/.version-$sao_version" ]; then
     echo "install.sh: installing the SAO web client $sao_version into $sao"
     rm -rf "$sao" "$sao.tmp"

@@ -35,7 +35,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 import samples  # noqa: E402
 
 DATABASE = 'gnuhealth'
-MODULES = ['health_imaging', 'health_imaging_worklist', 'health_radiology']
+# health_lab: lab results, which the sync account must be refused
+# (tests/integration/test_least_privilege.py); in the template, so that no
+# test pays for activating it.
+MODULES = ['health_imaging', 'health_imaging_worklist', 'health_lab', 'health_radiology']
 # Demo/test logins. They live in the cached template database; a hospital
 # creates its own accounts (README, "Configuration").
 ADMIN = ('admin', 'gnuhealth-admin')
@@ -54,10 +57,11 @@ OHIF = Path(os.environ.get('OHIF_DIR', CACHE / 'ohif'))
 LAUNCHER = REPO / 'orthanc_gnuhealth_plugin' / 'launcher' / 'orthanc_gnuhealth.py'
 
 
-def checkout_env(**extra):
-    """The environment of trytond and its tools: this checkout's module
-    first, whatever checkout the venv's editable install points at."""
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')]))
+def checkout_env(code=REPO, **extra):
+    """The environment of trytond and its tools: the module of the checkout
+    `code` (by default this one) first, whatever checkout the venv's
+    editable install points at."""
+    path = os.pathsep.join(filter(None, [str(code), os.environ.get('PYTHONPATH')]))
     return dict(os.environ, PYTHONPATH=path, **extra)
 
 
@@ -318,10 +322,14 @@ class Trytond(Server):
     """trytond serving one SQLite copy of the template database, or with
     `postgresql` (a started PostgreSQL with postgresql_template() in it) a
     copy in that cluster; over TLS with `tls` = (certificate, private key,
-    CA certificate) PEM files."""
+    CA certificate) PEM files. `code`: the folder holding the module
+    (tryton_stub_module) to run, by default this checkout. `existing`: serve
+    the database DATABASE the caller made in `postgresql`, no copy."""
 
-    def __init__(self, workdir, port=None, template=None, tls=None, postgresql=None):
+    def __init__(self, workdir, port=None, template=None, tls=None, postgresql=None,
+                 code=REPO, existing=False):
         self.workdir = Path(workdir)
+        self.code, self.existing = code, existing
         self.port = port or free_port()
         self.template = template
         self.tls = tls
@@ -343,7 +351,7 @@ class Trytond(Server):
                             database_uri=uri)
         self.process = Process(
             'trytond', [VENV / 'bin' / 'trytond', '-c', conf],
-            self.workdir / 'trytond.log', env=checkout_env()).start()
+            self.workdir / 'trytond.log', env=checkout_env(self.code)).start()
         context = ssl.create_default_context(cafile=self.tls[2]) if self.tls else None
         wait_until(lambda: xmlrpc.client.ServerProxy(self.url, context=context)
                    .common.server.version(), 60, 'trytond', self.process.popen)
@@ -355,6 +363,8 @@ class Trytond(Server):
         if self.postgresql:
             marker = self.workdir / 'postgresql-database'
             cluster = str(self.postgresql.folder)
+            if self.existing:
+                return self.postgresql.uri
             if not marker.exists() or marker.read_text() != cluster:
                 self.postgresql.tool('dropdb', '--if-exists', DATABASE)
                 self.postgresql.createdb(DATABASE, template=PG_TEMPLATE)
@@ -385,11 +395,14 @@ RPC_TIMEOUT = 30
 CLIENT_SLACK = 30
 
 class Orthanc(Server):
-    "Orthanc with the plugin, its own storage, ports and configuration."
+    """Orthanc with the plugin, its own storage, ports and configuration.
+    `code`: the folder holding the plugin (orthanc_gnuhealth_plugin) to run,
+    by default this checkout."""
 
     def __init__(self, workdir, trytond_url, http_port=None, dicom_port=None,
-                 gnuhealth=None, stable_age=3, name='orthanc'):
+                 gnuhealth=None, stable_age=3, name='orthanc', code=REPO):
         self.workdir = Path(workdir)
+        self.launcher = Path(code) / LAUNCHER.relative_to(REPO)
         self.http_port = http_port or free_port()
         self.dicom_port = dicom_port or free_port()
         self.trytond_url = trytond_url
@@ -424,7 +437,7 @@ class Orthanc(Server):
                 'libOrthancPython.so', 'libOrthancDicomWeb.so',
                 'libOrthancWebViewer.so', 'libServeFolders.so')],
             'ServeFolders': {'/ohif': str(OHIF)} if (OHIF / 'index.html').exists() else {},
-            'PythonScript': str(LAUNCHER),
+            'PythonScript': str(self.launcher),
             'PythonVerbose': False,
             'GnuHealth': {
                 'ServerLabel': self.name,

@@ -1,13 +1,12 @@
 """Least privilege, by real RPC against GNU Health 5.0 with the demo and
 test accounts of scripts/demo_data.py: the sync account syncs and serves
-the worklist, and is refused prescriptions, party addresses and contact
-mechanisms, and deleting a patient; a clinician or a radiologist cannot
-change what the PACS holds of a study; only administrators manage servers.
-
-(Lab results: GNU Health's health_lab is not part of this stack, so its
-models cannot be tried here; see docs/operations.md.)
+the worklist, and is refused prescriptions, lab results and their requests
+(health_lab), party addresses and contact mechanisms, and deleting a
+patient; a clinician or a radiologist cannot change what the PACS holds of
+a study; only administrators manage servers.
 """
 import contextlib
+import datetime
 import xmlrpc.client
 
 import pytest
@@ -41,7 +40,9 @@ def refused(call, *args):
 
 @pytest.mark.gnuhealth(PollInterval=1, Worklist={'RefreshInterval': 1, 'MaxStaleness': 30})
 def test_sync_account_does_its_job_and_nothing_else(orthanc, trytond, gnuhealth, tmp_path):
-    patient = demo_data.patient('Least', 'Privilege', gender='f')
+    # A birth date: health_lab's lab test request computes the patient's age.
+    patient = demo_data.patient('Least', 'Privilege', gender='f',
+                                dob=datetime.date(1980, 5, 17))
     files = samples.generate_study(tmp_path / 'dicom', series=1, instances=1,
                                    PatientID=patient.puid)
     orthanc.store(files)
@@ -62,6 +63,10 @@ def test_sync_account_does_its_job_and_nothing_else(orthanc, trytond, gnuhealth,
     phone = Model.get('party.contact_mechanism')(party=patient.party, type='phone',
                                                  value='+1 555 0199')
     phone.save()
+    # A lab test request, of one of the test types health_lab ships.
+    lab_request = Model.get('gnuhealth.patient.lab.test')(
+        test_type=Model.get('gnuhealth.lab.test_type').find([])[0], patient_id=patient)
+    lab_request.save()
     with rpc(trytond, stack.SYNC) as call:
         assert refused(call, 'gnuhealth.prescription.order', 'search_read', [], 0, 10, None,
                        ['id'])
@@ -77,12 +82,23 @@ def test_sync_account_does_its_job_and_nothing_else(orthanc, trytond, gnuhealth,
         assert refused(call, 'gnuhealth.prescription.order', 'create',
                        [{'patient': patient.id}])
         assert refused(call, 'gnuhealth.patient', 'delete', [patient.id])
+        # Lab results and lab test requests: health_lab's default access row
+        # denies them to any group it does not name.
+        for model in ('gnuhealth.lab', 'gnuhealth.patient.lab.test'):
+            assert refused(call, model, 'search_read', [], 0, 10, None, ['id'])
+            assert refused(call, model, 'create', [{'patient': patient.id}])
+        assert refused(call, 'gnuhealth.patient.lab.test', 'read', [lab_request.id], ['id'])
+        assert refused(call, 'gnuhealth.patient.lab.test', 'write', [lab_request.id],
+                       {'comment': 'x'})
         # What its job needs it still may: read patients for the worklist.
         assert call('gnuhealth.patient', 'read', [patient.id], ['id'])
-    # The grants are the sync group's own: the clinician still reads addresses.
+    # The grants are the sync group's own: the clinician still reads
+    # addresses and lab test requests.
     with rpc(trytond, stack.CLINICIAN) as call:
         assert call('party.address', 'read', [address.id], ['street'])[0]['street'] \
             == 'Distinct Street 7'
+        assert call('gnuhealth.patient.lab.test', 'read', [lab_request.id], ['patient_id']) \
+            == [{'id': lab_request.id, 'patient_id': patient.id}]
 
 
 def test_people_cannot_change_pacs_fields_and_only_admins_manage_servers(
