@@ -32,7 +32,9 @@ import samples
 import stack
 from stack import REPO, wait_until
 
-RELEASE = 'v0.1.0'
+# The release and its commit: the commit is in main's history, so the test
+# runs even from a clone that did not fetch tags; the tag must not move.
+RELEASE, RELEASE_COMMIT = 'v0.1.0', 'cfbdcd5'
 PYTHON = stack.VENV / 'bin' / 'python'
 # The ID Orthanc 1.10.1 gives pydicom's CT_small.dcm (PatientID 1CT1).
 CT_SMALL = ('1CT1', '1.3.6.1.4.1.5962.1.2.1.20040119072730.12322',
@@ -81,22 +83,27 @@ with Transaction().start(database, 0, context={}) as transaction:
 
 def release_code(directory):
     """The plugin and the module of RELEASE, extracted into `directory`.
-    The tag comes with `git clone`; without git metadata (a tarball) the test
-    is skipped, except in CI, which runs from a clone."""
+    Without git metadata (a tarball) the test is skipped, except in CI, which
+    runs from a clone."""
     try:
         archive = subprocess.run(
-            ['git', 'archive', RELEASE, 'orthanc_gnuhealth_plugin', 'tryton_stub_module'],
+            ['git', 'archive', RELEASE_COMMIT, 'orthanc_gnuhealth_plugin',
+             'tryton_stub_module'],
             cwd=REPO, check=True, capture_output=True).stdout
     except (OSError, subprocess.CalledProcessError) as error:
         has_git = subprocess.run(['git', 'rev-parse', '--git-dir'], cwd=REPO,
                                  capture_output=True).returncode == 0
         if has_git:
-            pytest.fail(f'git archive {RELEASE}: {error.stderr.decode().strip()}; '
-                        f'the release tag is missing: git fetch --tags', pytrace=False)
+            pytest.fail(f'git archive {RELEASE_COMMIT} ({RELEASE}): '
+                        f'{error.stderr.decode().strip()}', pytrace=False)
         why = f'{REPO} has no git metadata, so no tag {RELEASE} to upgrade from'
         if os.environ.get('CI'):
             pytest.fail(f'CI is set, so the upgrade test must run: {why}', pytrace=False)
         pytest.skip(why)
+    tagged = subprocess.run(['git', 'rev-parse', '--verify', '-q', RELEASE + '^{commit}'],
+                            cwd=REPO, capture_output=True, text=True).stdout.strip()
+    assert not tagged or tagged.startswith(RELEASE_COMMIT), (
+        f'tag {RELEASE} is at {tagged}, not at the release commit {RELEASE_COMMIT}')
     tarfile.open(fileobj=io.BytesIO(archive)).extractall(directory)
     return directory
 
