@@ -1,6 +1,7 @@
 # This file is part of orthanc-gnuhealth.  The COPYRIGHT file at the top level
 # of this repository contains the full copyright notices and license terms.
-"What studies, series and instances share: their Orthanc ID and PACS state"
+"""What studies, series and instances share: their Orthanc ID and PACS state,
+and fields copied from DICOM tags"""
 
 from sql.aggregate import Count
 
@@ -13,6 +14,16 @@ PACS_STATES = [
     ('available', "Available"),
     ('deleted', "Deleted"),
     ]
+
+
+def dicom_field(Field, string, tag, detail='', **kwargs):
+    """Return a Field copied from the PACS: the plugin writes it from the
+    DICOM tag, nobody edits it, and its help names the tag
+
+    detail goes on the help after the tag, such as ", such as \"CT\"".
+    """
+    return Field(string=string, readonly=True,
+        help="The DICOM %s%s." % (tag, detail), **kwargs)
 
 
 def count_in_pacs(ids, from_, parent, *counted, where=None):

@@ -4,7 +4,8 @@ from trytond.model import ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
 from trytond.tools import grouped_slice
 
-from .pacs_resource import PacsResourceMixin, count_in_pacs, search_any
+from .pacs_resource import (
+    PacsResourceMixin, count_in_pacs, dicom_field, search_any)
 from .snapshot import Snapshot, upsert
 
 
@@ -17,18 +18,13 @@ class Series(PacsResourceMixin, ModelSQL, ModelView):
     study = fields.Many2One(
         'gnuhealth.radiology.study', "Study", required=True, readonly=True,
         ondelete='CASCADE', help="The study the series belongs to.")
-    series_uid = fields.Char(
-        "Series Instance UID", required=True, readonly=True,
-        help="The DICOM SeriesInstanceUID.")
-    modality = fields.Char(
-        "Modality", readonly=True,
-        help="The DICOM Modality, such as \"CT\".")
-    number = fields.Integer(
-        "Number", readonly=True, help="The DICOM SeriesNumber.")
-    description = fields.Char(
-        "Description", readonly=True, help="The DICOM SeriesDescription.")
-    body_part = fields.Char(
-        "Body Part", readonly=True, help="The DICOM BodyPartExamined.")
+    series_uid = dicom_field(fields.Char, "Series Instance UID",
+        'SeriesInstanceUID', required=True)
+    modality = dicom_field(fields.Char, "Modality", 'Modality',
+        ', such as "CT"')
+    number = dicom_field(fields.Integer, "Number", 'SeriesNumber')
+    description = dicom_field(fields.Char, "Description", 'SeriesDescription')
+    body_part = dicom_field(fields.Char, "Body Part", 'BodyPartExamined')
     instances = fields.One2Many(
         'gnuhealth.radiology.instance', 'series', "Instances", readonly=True,
         help="The images of the series.")

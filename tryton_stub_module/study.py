@@ -15,7 +15,8 @@ from trytond.rpc import RPC
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
-from .pacs_resource import PacsResourceMixin, count_in_pacs, search_any
+from .pacs_resource import (
+    PacsResourceMixin, count_in_pacs, dicom_field, search_any)
 from .snapshot import Snapshot, SnapshotReader, upsert
 
 DICOM_SEXES = [
@@ -24,6 +25,8 @@ DICOM_SEXES = [
     ('F', "Female"),
     ('O', "Other"),
     ]
+# The patient's tags are what the modality recorded, not GNU Health's record.
+AS_RECORDED = " as the modality recorded it"
 # The model and the path to its server of each level of the deleted list.
 DELETED_LEVELS = {
     'study': ('gnuhealth.radiology.study', 'server'),
@@ -42,6 +45,13 @@ def orthanc_study_id(patient_id, study_uid):
     return '-'.join(digest[i:i + 8] for i in range(0, len(digest), 8))
 
 
+def viewer_link(string, viewer):
+    """Return the field of the URL opening the study in viewer, empty when
+    the server cannot show it (Study.get_viewer_url)"""
+    return fields.Function(fields.Char(
+            string, help="Open the study in %s." % viewer), 'get_viewer_url')
+
+
 class Study(PacsResourceMixin, ModelSQL, ModelView):
     "Radiology Study"
     __name__ = 'gnuhealth.radiology.study'
@@ -52,43 +62,32 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
         'gnuhealth.radiology.server', "Server", required=True,
         readonly=True, ondelete='RESTRICT',
         help="The PACS server that holds the study.")
-    study_uid = fields.Char(
-        "Study Instance UID", required=True, readonly=True,
-        help="The DICOM StudyInstanceUID. Two studies of a server share it "
-        "when it arrived under two PatientIDs.")
-    accession = fields.Char(
-        "Accession Number", readonly=True,
-        help="The DICOM AccessionNumber, usually the order code.")
+    study_uid = dicom_field(fields.Char, "Study Instance UID",
+        'StudyInstanceUID', ". Two studies of a server share it when it "
+        "arrived under two PatientIDs", required=True)
+    accession = dicom_field(fields.Char, "Accession Number",
+        'AccessionNumber', ", usually the order code")
     accession_issuer = fields.Char(
         "Accession Issuer", readonly=True,
         help="Who issued the accession number "
         "(DICOM IssuerOfAccessionNumberSequence), when the modality says.")
-    dicom_patient_id = fields.Char(
-        "DICOM Patient ID", readonly=True,
-        help="The DICOM PatientID as the modality recorded it.")
-    dicom_patient_name = fields.Char(
-        "DICOM Patient Name", readonly=True,
-        help="The DICOM PatientName as the modality recorded it.")
-    dicom_patient_birth_date = fields.Date(
-        "DICOM Patient Birth Date", readonly=True,
-        help="The DICOM PatientBirthDate as the modality recorded it.")
-    dicom_patient_sex = fields.Selection(
-        DICOM_SEXES, "DICOM Patient Sex", readonly=True,
-        help="The DICOM PatientSex as the modality recorded it.")
-    study_date = fields.Date(
-        "Study Date", readonly=True, help="The DICOM StudyDate.")
-    study_time = fields.Time(
-        "Study Time", readonly=True, help="The DICOM StudyTime.")
-    description = fields.Char(
-        "Description", readonly=True, help="The DICOM StudyDescription.")
+    dicom_patient_id = dicom_field(fields.Char, "DICOM Patient ID",
+        'PatientID', AS_RECORDED)
+    dicom_patient_name = dicom_field(fields.Char, "DICOM Patient Name",
+        'PatientName', AS_RECORDED)
+    dicom_patient_birth_date = dicom_field(fields.Date,
+        "DICOM Patient Birth Date", 'PatientBirthDate', AS_RECORDED)
+    dicom_patient_sex = dicom_field(fields.Selection, "DICOM Patient Sex",
+        'PatientSex', AS_RECORDED, selection=DICOM_SEXES)
+    study_date = dicom_field(fields.Date, "Study Date", 'StudyDate')
+    study_time = dicom_field(fields.Time, "Study Time", 'StudyTime')
+    description = dicom_field(fields.Char, "Description", 'StudyDescription')
     modalities = fields.Char(
         "Modalities", readonly=True,
         help="The modalities of the study's series, such as \"CT MR\".")
-    referring_physician = fields.Char(
-        "Referring Physician", readonly=True,
-        help="The DICOM ReferringPhysicianName.")
-    institution = fields.Char(
-        "Institution", readonly=True, help="The DICOM InstitutionName.")
+    referring_physician = dicom_field(fields.Char, "Referring Physician",
+        'ReferringPhysicianName')
+    institution = dicom_field(fields.Char, "Institution", 'InstitutionName')
     series = fields.One2Many(
         'gnuhealth.radiology.series', 'study', "Series", readonly=True,
         help="The series of the study.")
@@ -108,18 +107,10 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
         "PACS Last Update", readonly=True,
         help="Orthanc's LastUpdate of the study when it was last pushed, "
         "such as 20261201T093000.")
-    ohif_url = fields.Function(fields.Char(
-            "OHIF Viewer", help="Open the study in the OHIF viewer."),
-        'get_viewer_url')
-    stone_url = fields.Function(fields.Char(
-            "Stone Viewer", help="Open the study in the Stone Web Viewer."),
-        'get_viewer_url')
-    explorer_url = fields.Function(fields.Char(
-            "Orthanc Explorer", help="Open the study in Orthanc Explorer."),
-        'get_viewer_url')
-    oe2_url = fields.Function(fields.Char(
-            "Orthanc Explorer 2", help="Open the study in Orthanc Explorer 2."),
-        'get_viewer_url')
+    ohif_url = viewer_link("OHIF Viewer", "the OHIF viewer")
+    stone_url = viewer_link("Stone Viewer", "the Stone Web Viewer")
+    explorer_url = viewer_link("Orthanc Explorer", "Orthanc Explorer")
+    oe2_url = viewer_link("Orthanc Explorer 2", "Orthanc Explorer 2")
     webviewer_url = fields.Function(fields.Char(
             "Orthanc Web Viewer",
             help="Open the study's first series in the Orthanc Web Viewer."),
