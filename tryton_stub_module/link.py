@@ -53,9 +53,9 @@ def name_words(name):
 class Study(metaclass=PoolMeta):
     __name__ = 'gnuhealth.radiology.study'
 
+    # The fields of _link_fields are LINK_READONLY (__setup__).
     party = fields.Many2One(
-        'party.party', "Party", states={'readonly': LINK_READONLY},
-        help="The person the images belong to.")
+        'party.party', "Party", help="The person the images belong to.")
     link_state = fields.Selection(
         LINK_STATES, "Link State", readonly=True,
         help="Whether the study is linked to the person (and order) it "
@@ -84,6 +84,8 @@ class Study(metaclass=PoolMeta):
         super().__setup__()
         t = cls.__table__()
         cls._sql_indexes.add(Index(t, (t.link_state, Index.Equality())))
+        for name in cls._link_fields():
+            getattr(cls, name).states['readonly'] = LINK_READONLY
 
     @classmethod
     def default_link_state(cls):

@@ -18,7 +18,6 @@ from trytond.pyson import Eval, If
 from trytond.tools import grouped_slice
 from trytond.transaction import without_check_access
 
-from .link import LINK_READONLY
 from .lookup import records_by_value
 
 
@@ -43,13 +42,13 @@ def _patient_name(patient):
 class Study(metaclass=PoolMeta):
     __name__ = 'gnuhealth.radiology.study'
 
+    # Link fields (_link_fields): LINK_READONLY, as link.py's party.
     patient = fields.Many2One(
-        'gnuhealth.patient', "Patient", states={'readonly': LINK_READONLY},
+        'gnuhealth.patient', "Patient",
         help="The GNU Health patient the images belong to.")
     imaging_request = fields.Many2One(
         'gnuhealth.imaging.test.request', "Imaging Request",
         domain=OF_THE_PATIENT,
-        states={'readonly': LINK_READONLY},
         help="The imaging test request (order) the study answers.")
     imaging_result = fields.Many2One(
         'gnuhealth.imaging.test.result', "Imaging Result", readonly=True,
