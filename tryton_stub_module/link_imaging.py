@@ -16,15 +16,21 @@ from trytond.pyson import Eval, If
 from .lookup import records_by_value
 
 
-# The domain of an imaging request field: the requests of the chosen
-# patient, or any while none is chosen.
-OF_THE_PATIENT = [
-    If(Eval('patient'), ('patient', '=', Eval('patient', -1)), ())]
 # GNU Health's genders that DICOM's PatientSex can contradict.
 _DICOM_SEX = {'m': 'M', 'f': 'F'}
 # Rule 3: a patient's PUID, alternative IDs or party identifiers.
 PATIENT_CODES = [
     'party.ref', 'party.alternative_ids.code', 'party.identifiers.code']
+
+
+def imaging_request_field(help, **kwargs):
+    """Return the field of an imaging request of the form's patient (any
+    request while no patient is chosen)"""
+    return fields.Many2One(
+        'gnuhealth.imaging.test.request', "Imaging Request",
+        domain=[
+            If(Eval('patient'), ('patient', '=', Eval('patient', -1)), ())],
+        help=help, **kwargs)
 
 
 def _patient_name(patient):
@@ -41,10 +47,8 @@ class Study(metaclass=PoolMeta):
     patient = fields.Many2One(
         'gnuhealth.patient', "Patient",
         help="The GNU Health patient the images belong to.")
-    imaging_request = fields.Many2One(
-        'gnuhealth.imaging.test.request', "Imaging Request",
-        domain=OF_THE_PATIENT,
-        help="The imaging test request (order) the study answers.")
+    imaging_request = imaging_request_field(
+        "The imaging test request (order) the study answers.")
     imaging_result = fields.Many2One(
         'gnuhealth.imaging.test.result', "Imaging Result", readonly=True,
         help="The imaging test result of the request, where clinicians "

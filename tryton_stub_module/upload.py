@@ -17,7 +17,7 @@ from trytond.pyson import Eval
 from trytond.rpc import RPC
 from trytond.transaction import Transaction, without_check_access
 
-from .link_imaging import OF_THE_PATIENT
+from .link_imaging import imaging_request_field
 from .worklist import _DICOM_SEX, _person_name
 
 STATES = [
@@ -42,12 +42,9 @@ class Upload(ModelSQL, ModelView):
         states={'readonly': _SAVED},
         help="The patient the images are of: their identity replaces the "
         "one the images came with.")
-    imaging_request = fields.Many2One(
-        'gnuhealth.imaging.test.request', "Imaging Request",
-        domain=OF_THE_PATIENT,
-        states={'readonly': _SAVED},
-        help="The imaging order the images answer, if any: its code "
-        "becomes their accession number.")
+    imaging_request = imaging_request_field(
+        "The imaging order the images answer, if any: its code "
+        "becomes their accession number.", states={'readonly': _SAVED})
     data = fields.Binary(
         "File", filename='filename', required=True,
         states={'readonly': _SAVED},
