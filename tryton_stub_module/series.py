@@ -6,6 +6,7 @@ from trytond.tools import grouped_slice
 
 from .pacs_resource import (
     PacsResourceMixin, count_in_pacs, dicom_field, search_any)
+from .server import viewer_link
 from .snapshot import Snapshot, upsert
 
 
@@ -32,14 +33,10 @@ class Series(PacsResourceMixin, ModelSQL, ModelView):
             "Instances",
             help="The number of images of the series still in the PACS."),
         'get_instance_count')
-    ohif_url = fields.Function(fields.Char(
-            "OHIF Viewer",
-            help="Open the series' study in the OHIF viewer."),
-        'get_ohif_url')
-    webviewer_url = fields.Function(fields.Char(
-            "Orthanc Web Viewer",
-            help="Open the series in the Orthanc Web Viewer."),
-        'get_webviewer_url')
+    ohif_url = viewer_link("OHIF Viewer",
+        "the series' study", "the OHIF viewer", 'get_ohif_url')
+    webviewer_url = viewer_link("Orthanc Web Viewer",
+        "the series", "the Orthanc Web Viewer", 'get_webviewer_url')
     preview_url = fields.Function(fields.Char(
             "Preview",
             help="Orthanc's picture of the first image of the series."),

@@ -27,6 +27,13 @@ def viewer_template(string, what):
     return fields.Char(string, help="The URL of %s." % what + TEMPLATE_HELP)
 
 
+def viewer_link(string, what, viewer, getter='get_viewer_url'):
+    """Return the field of the URL that opens what (a study or series) in
+    viewer, empty when the server cannot show it"""
+    return fields.Function(fields.Char(
+            string, help="Open %s in %s." % (what, viewer)), getter)
+
+
 class Server(ModelSQL, ModelView):
     "Radiology PACS Server"
     __name__ = 'gnuhealth.radiology.server'

@@ -17,6 +17,7 @@ from trytond.transaction import Transaction
 
 from .pacs_resource import (
     PacsResourceMixin, count_in_pacs, dicom_field, search_any)
+from .server import viewer_link
 from .snapshot import Snapshot, SnapshotReader, upsert
 
 DICOM_SEXES = [
@@ -43,13 +44,6 @@ def orthanc_study_id(patient_id, study_uid):
     digest = hashlib.sha1(
         ('%s|%s' % (patient_id or '', study_uid)).encode('utf-8')).hexdigest()
     return '-'.join(digest[i:i + 8] for i in range(0, len(digest), 8))
-
-
-def viewer_link(string, viewer):
-    """Return the field of the URL opening the study in viewer, empty when
-    the server cannot show it (Study.get_viewer_url)"""
-    return fields.Function(fields.Char(
-            string, help="Open the study in %s." % viewer), 'get_viewer_url')
 
 
 class Study(PacsResourceMixin, ModelSQL, ModelView):
@@ -107,13 +101,15 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
         "PACS Last Update", readonly=True,
         help="Orthanc's LastUpdate of the study when it was last pushed, "
         "such as 20261201T093000.")
-    ohif_url = viewer_link("OHIF Viewer", "the OHIF viewer")
-    stone_url = viewer_link("Stone Viewer", "the Stone Web Viewer")
-    explorer_url = viewer_link("Orthanc Explorer", "Orthanc Explorer")
-    oe2_url = viewer_link("Orthanc Explorer 2", "Orthanc Explorer 2")
-    webviewer_url = fields.Function(fields.Char(
-            "Orthanc Web Viewer",
-            help="Open the study's first series in the Orthanc Web Viewer."),
+    ohif_url = viewer_link("OHIF Viewer", "the study", "the OHIF viewer")
+    stone_url = viewer_link(
+        "Stone Viewer", "the study", "the Stone Web Viewer")
+    explorer_url = viewer_link(
+        "Orthanc Explorer", "the study", "Orthanc Explorer")
+    oe2_url = viewer_link(
+        "Orthanc Explorer 2", "the study", "Orthanc Explorer 2")
+    webviewer_url = viewer_link("Orthanc Web Viewer",
+        "the study's first series", "the Orthanc Web Viewer",
         'get_webviewer_url')
 
     @classmethod
