@@ -16,7 +16,8 @@ from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
 from .pacs_resource import (
-    PacsResourceMixin, count_in_pacs, dicom_field, search_any)
+    PacsResourceMixin, count_in_pacs, dicom_field, mark_deleted, read_deleted,
+    search_any)
 from .server import viewer_link
 from .snapshot import Snapshot, SnapshotReader, upsert
 
@@ -28,12 +29,6 @@ DICOM_SEXES = [
     ]
 # The patient's tags are what the modality recorded, not GNU Health's record.
 AS_RECORDED = " as the modality recorded it"
-# The model and the path to its server of each level of the deleted list.
-DELETED_LEVELS = {
-    'study': ('gnuhealth.radiology.study', 'server'),
-    'series': ('gnuhealth.radiology.series', 'study.server'),
-    'instance': ('gnuhealth.radiology.instance', 'series.study.server'),
-    }
 
 
 def orthanc_study_id(patient_id, study_uid):
@@ -225,10 +220,10 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
         for values in reader.items(batch, 'studies'):
             orthanc_id, snapshot = cls._read_snapshot(values)
             snapshots[orthanc_id] = snapshot
-        deleted = cls._read_deleted(reader, batch)
+        deleted = read_deleted(reader, batch)
         studies = cls._sync_snapshots(server, snapshots)
         # Deletions come after the snapshots as Orthanc logged them later.
-        cls._apply_deleted(server, deleted)
+        mark_deleted(server, deleted)
         touched = cls._link_clinical(studies)
         return {
             'studies': {s.orthanc_id: s.id for s in studies},
@@ -273,18 +268,6 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
         return orthanc_id, Snapshot(study_values, series)
 
     @classmethod
-    def _read_deleted(cls, reader, batch):
-        "Return the Orthanc ids of the deleted resources by level"
-        deleted = {level: [] for level in DELETED_LEVELS}
-        for values in reader.items(batch, 'deleted'):
-            level = values.get('level')
-            if level not in DELETED_LEVELS:
-                reader.error('msg_deleted_level', level=str(level)[:16])
-            deleted[level].append(
-                reader.uid(values, 'orthanc_id', required=True))
-        return deleted
-
-    @classmethod
     def _sync_snapshots(cls, server, snapshots):
         "Upsert the studies and their content, return them in batch order"
         pool = Pool()
@@ -302,19 +285,6 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
             [s for s in studies if s.id in changed_ids],
             {'last_sync': datetime.datetime.now()})
         return studies
-
-    @classmethod
-    def _apply_deleted(cls, server, deleted):
-        "Mark the resources that Orthanc deleted with their content"
-        pool = Pool()
-        for level, orthanc_ids in deleted.items():
-            model, server_path = DELETED_LEVELS[level]
-            Model = pool.get(model)
-            for sub_ids in grouped_slice(orthanc_ids):
-                Model.mark_pacs_deleted(Model.search([
-                            (server_path, '=', server.id),
-                            ('orthanc_id', 'in', list(sub_ids)),
-                            ], order=[]))
 
     @classmethod
     def _link_clinical(cls, studies):
