@@ -5,8 +5,8 @@
 from trytond.pool import Pool
 
 from . import (
-    audit, imaging, instance, link, link_again, link_imaging, link_wizard,
-    series, server, study, upload, worklist)
+    audit, imaging, instance, link, link_again, link_by_hand, link_imaging,
+    link_wizard, order_results, series, server, study, upload, worklist)
 
 __all__ = ['register']
 
@@ -16,8 +16,9 @@ def register():
         server.Server,
         study.Study,
         link.Study,
+        link_by_hand.Study,
         audit.Study,
-        link.StudyLinkLog,
+        link_by_hand.StudyLinkLog,
         series.Series,
         instance.Instance,
         link_wizard.StudyLinkStart,
@@ -32,6 +33,8 @@ def register():
     # health_imaging is activated in the same database.
     Pool.register(
         link_imaging.Study,
+        link_by_hand.StudyImaging,
+        order_results.Study,
         link_wizard.StudyLinkStartImaging,
         link_again.PartyImaging,
         link_again.AlternativePersonID,

@@ -13,28 +13,28 @@ from trytond.pool import PoolMeta
 LINKED = [('link_state', '=', 'linked')]
 
 
+def linked_studies(field, help):
+    "Return the list of the linked studies whose field is the record"
+    return fields.One2Many('gnuhealth.radiology.study', field,
+        "Imaging Studies", readonly=True, filter=LINKED, help=help)
+
+
 class Patient(metaclass=PoolMeta):
     __name__ = 'gnuhealth.patient'
 
-    radiology_studies = fields.One2Many(
-        'gnuhealth.radiology.study', 'patient', "Imaging Studies",
-        readonly=True, filter=LINKED,
-        help="The DICOM studies of the patient, with their viewer links.")
+    radiology_studies = linked_studies('patient',
+        "The DICOM studies of the patient, with their viewer links.")
 
 
 class ImagingTestRequest(metaclass=PoolMeta):
     __name__ = 'gnuhealth.imaging.test.request'
 
-    radiology_studies = fields.One2Many(
-        'gnuhealth.radiology.study', 'imaging_request', "Imaging Studies",
-        readonly=True, filter=LINKED,
-        help="The DICOM studies made for the request.")
+    radiology_studies = linked_studies('imaging_request',
+        "The DICOM studies made for the request.")
 
 
 class ImagingTestResult(metaclass=PoolMeta):
     __name__ = 'gnuhealth.imaging.test.result'
 
-    radiology_studies = fields.One2Many(
-        'gnuhealth.radiology.study', 'imaging_result', "Imaging Studies",
-        readonly=True, filter=LINKED,
-        help="The DICOM studies of the result.")
+    radiology_studies = linked_studies('imaging_result',
+        "The DICOM studies of the result.")

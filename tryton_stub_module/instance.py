@@ -3,7 +3,7 @@
 from trytond.model import ModelSQL, ModelView, Unique, fields
 from trytond.tools import grouped_slice
 
-from .pacs_resource import PacsResourceMixin
+from .pacs_resource import PacsResourceMixin, dicom_field
 from .snapshot import Snapshot, upsert
 
 
@@ -15,11 +15,9 @@ class Instance(PacsResourceMixin, ModelSQL, ModelView):
     series = fields.Many2One(
         'gnuhealth.radiology.series', "Series", required=True, readonly=True,
         ondelete='CASCADE', help="The series the image belongs to.")
-    sop_instance_uid = fields.Char(
-        "SOP Instance UID", required=True, readonly=True,
-        help="The DICOM SOPInstanceUID.")
-    number = fields.Integer(
-        "Number", readonly=True, help="The DICOM InstanceNumber.")
+    sop_instance_uid = dicom_field(fields.Char, "SOP Instance UID",
+        'SOPInstanceUID', required=True)
+    number = dicom_field(fields.Integer, "Number", 'InstanceNumber')
 
     @classmethod
     def __setup__(cls):

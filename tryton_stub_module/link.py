@@ -3,19 +3,19 @@
 """Where a study is matched to the person it belongs to
 
 The rules of plain Tryton (the PatientID is a party's code or identifier),
-StudyInstanceUID collisions, links kept against new evidence, the links set
-by hand and their history. GNU Health's rules (patients, imaging orders)
-extend them in link_imaging.py; the wizards are in link_wizard.py, and
-matching again when a party or order appears in link_again.py.
+StudyInstanceUID collisions, links kept against new evidence. GNU Health's
+rules (patients, imaging orders) extend them in link_imaging.py; a link set
+by hand and its history are in link_by_hand.py, the wizards in
+link_wizard.py, and matching again when a party or order appears in
+link_again.py.
 """
 
-import datetime
 import re
 import unicodedata
 from collections import defaultdict
 
 from trytond.i18n import gettext
-from trytond.model import Index, ModelSQL, ModelView, fields
+from trytond.model import Index, fields
 from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Eval, Id
 from trytond.tools import grouped_slice
@@ -53,9 +53,9 @@ def name_words(name):
 class Study(metaclass=PoolMeta):
     __name__ = 'gnuhealth.radiology.study'
 
+    # The fields of _link_fields are LINK_READONLY (__setup__).
     party = fields.Many2One(
-        'party.party', "Party", states={'readonly': LINK_READONLY},
-        help="The person the images belong to.")
+        'party.party', "Party", help="The person the images belong to.")
     link_state = fields.Selection(
         LINK_STATES, "Link State", readonly=True,
         help="Whether the study is linked to the person (and order) it "
@@ -64,6 +64,7 @@ class Study(metaclass=PoolMeta):
     link_note = fields.Char(
         "Link Note", readonly=True,
         help="Why the study is linked, unmatched or in conflict.")
+    # Set by link_by_hand.py.
     linked_by = fields.Many2One(
         'res.user', "Linked By", readonly=True, ondelete='RESTRICT',
         help="The person who last linked the study by hand. "
@@ -71,19 +72,14 @@ class Study(metaclass=PoolMeta):
     linked_at = fields.DateTime(
         "Linked At", readonly=True,
         help="When the study was last linked by hand.")
-    link_history = fields.One2Many(
-        'gnuhealth.radiology.study.link_log', 'study', "Link History",
-        readonly=True, help="Who linked the study by hand, and when.")
-
-    # The automatic matcher fills the link fields with the context key
-    # _radiology_matching; any other write of them is a person's decision,
-    # recorded with who and when, and never overridden by the matcher.
 
     @classmethod
     def __setup__(cls):
         super().__setup__()
         t = cls.__table__()
         cls._sql_indexes.add(Index(t, (t.link_state, Index.Equality())))
+        for name in cls._link_fields():
+            getattr(cls, name).states['readonly'] = LINK_READONLY
 
     @classmethod
     def default_link_state(cls):
@@ -93,66 +89,6 @@ class Study(metaclass=PoolMeta):
     def _link_fields(cls):
         "Return the names of the fields that link a study to its records"
         return {'party'}
-
-    @classmethod
-    def write(cls, *args):
-        manual = not Transaction().context.get('_radiology_matching')
-        link_fields = cls._link_fields()
-        touched = []
-        actions = iter(args)
-        for records, values in zip(actions, actions):
-            if manual and link_fields & set(values):
-                touched.extend(records)
-        super().write(*args)
-        if touched:
-            cls._record_manual_link(cls.browse(list({s.id for s in touched})))
-
-    @classmethod
-    def _manual_link_values(cls, study):
-        "Return the values to complete the links a person set on study"
-        return {}
-
-    def _is_linked(self):
-        return bool(self.party)
-
-    @classmethod
-    def _record_manual_link(cls, studies):
-        "Record who linked the studies by hand, and when"
-        pool = Pool()
-        User = pool.get('res.user')
-        LinkLog = pool.get('gnuhealth.radiology.study.link_log')
-        transaction = Transaction()
-        now = datetime.datetime.now()
-        user = User(transaction.user)
-        args, logs = [], []
-        with without_check_access(), \
-                transaction.set_context(_radiology_matching=True):
-            for study in studies:
-                values = cls._manual_link_values(study)
-                if values:
-                    cls.write([study], values)
-            studies = cls.browse([s.id for s in studies])
-            for study in studies:
-                linked = study._is_linked()
-                note = gettext(
-                    'health_radiology.msg_linked_by_hand' if linked
-                    else 'health_radiology.msg_unlinked_by_hand',
-                    user=user.rec_name)
-                args.extend(([study], {
-                            'link_state': 'linked' if linked else 'unmatched',
-                            'link_note': note,
-                            'linked_by': user.id,
-                            'linked_at': now,
-                            }))
-                logs.append({
-                        'study': study.id,
-                        'user': user.id,
-                        'date': now,
-                        'description': study._link_description(),
-                        })
-            cls.write(*args)
-            LinkLog.create(logs)
-            cls._clinical_linked(cls.browse([s.id for s in studies]))
 
     def _link_description(self):
         "Return a text describing what the study is linked to"
@@ -357,24 +293,3 @@ class Study(metaclass=PoolMeta):
                 cls._link_clinical(list(sub_studies))
         return studies
 
-
-class StudyLinkLog(ModelSQL, ModelView):
-    "Radiology Study Link History"
-    __name__ = 'gnuhealth.radiology.study.link_log'
-
-    study = fields.Many2One(
-        'gnuhealth.radiology.study', "Study", required=True, readonly=True,
-        ondelete='CASCADE', help="The study linked by hand.")
-    user = fields.Many2One(
-        'res.user', "User", readonly=True, ondelete='RESTRICT',
-        help="The person who linked the study.")
-    date = fields.DateTime(
-        "Date", readonly=True, help="When the study was linked.")
-    description = fields.Char(
-        "Linked To", readonly=True,
-        help="What the study was linked to; empty when it was unlinked.")
-
-    @classmethod
-    def __setup__(cls):
-        super().__setup__()
-        cls._order = [('date', 'DESC'), ('id', 'DESC')]

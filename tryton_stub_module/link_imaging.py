@@ -4,33 +4,33 @@
 
 Registered only when health_imaging is activated: the rules of the
 accession number, the worklist's StudyInstanceUID and the PUID, the
-demographics check, on top of link.py's; and moving the linked orders
-forward.
+demographics check, on top of link.py's. What a link does to the order is
+in order_results.py.
 """
-
-import datetime
-from collections import defaultdict
 
 from trytond.i18n import gettext
 from trytond.model import fields
 from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Eval, If
-from trytond.tools import grouped_slice
-from trytond.transaction import without_check_access
 
-from .link import LINK_READONLY
 from .lookup import records_by_value
 
 
-# The domain of an imaging request field: the requests of the chosen
-# patient, or any while none is chosen.
-OF_THE_PATIENT = [
-    If(Eval('patient'), ('patient', '=', Eval('patient', -1)), ())]
 # GNU Health's genders that DICOM's PatientSex can contradict.
 _DICOM_SEX = {'m': 'M', 'f': 'F'}
 # Rule 3: a patient's PUID, alternative IDs or party identifiers.
 PATIENT_CODES = [
     'party.ref', 'party.alternative_ids.code', 'party.identifiers.code']
+
+
+def imaging_request_field(help, **kwargs):
+    """Return the field of an imaging request of the form's patient (any
+    request while no patient is chosen)"""
+    return fields.Many2One(
+        'gnuhealth.imaging.test.request', "Imaging Request",
+        domain=[
+            If(Eval('patient'), ('patient', '=', Eval('patient', -1)), ())],
+        help=help, **kwargs)
 
 
 def _patient_name(patient):
@@ -43,14 +43,12 @@ def _patient_name(patient):
 class Study(metaclass=PoolMeta):
     __name__ = 'gnuhealth.radiology.study'
 
+    # Link fields (_link_fields): LINK_READONLY, as link.py's party.
     patient = fields.Many2One(
-        'gnuhealth.patient', "Patient", states={'readonly': LINK_READONLY},
+        'gnuhealth.patient', "Patient",
         help="The GNU Health patient the images belong to.")
-    imaging_request = fields.Many2One(
-        'gnuhealth.imaging.test.request', "Imaging Request",
-        domain=OF_THE_PATIENT,
-        states={'readonly': LINK_READONLY},
-        help="The imaging test request (order) the study answers.")
+    imaging_request = imaging_request_field(
+        "The imaging test request (order) the study answers.")
     imaging_result = fields.Many2One(
         'gnuhealth.imaging.test.result', "Imaging Result", readonly=True,
         help="The imaging test result of the request, where clinicians "
@@ -59,27 +57,6 @@ class Study(metaclass=PoolMeta):
     @classmethod
     def _link_fields(cls):
         return super()._link_fields() | {'patient', 'imaging_request'}
-
-    def _is_linked(self):
-        return super()._is_linked() or bool(self.patient)
-
-    @classmethod
-    def _manual_link_values(cls, study):
-        values = super()._manual_link_values(study)
-        patient = study.patient
-        if study.imaging_request:
-            patient = study.imaging_request.patient
-        if patient != study.patient:
-            values['patient'] = patient.id if patient else None
-        if patient and study.party != patient.party:
-            values['party'] = patient.party.id
-        result = None
-        if study.imaging_request and study.imaging_result:
-            if study.imaging_result.request == study.imaging_request:
-                result = study.imaging_result
-        if result != study.imaging_result:
-            values['imaging_result'] = None
-        return values
 
     @classmethod
     def _party_name(cls, party):
@@ -285,58 +262,3 @@ class Study(metaclass=PoolMeta):
         if self.imaging_result and self.imaging_result.request == request:
             values['imaging_result'] = self.imaging_result.id
         return values
-
-    @classmethod
-    def _clinical_linked(cls, studies):
-        """Move the linked requests forward and put the studies on results
-
-        As GNU Health's "Generate Results" does: the request becomes done
-        with an imaging test result, reused when it exists; with the
-        worklist, the request leaves the worklist.
-        """
-        pool = Pool()
-        Request = pool.get('gnuhealth.imaging.test.request')
-        Result = pool.get('gnuhealth.imaging.test.result')
-        super()._clinical_linked(studies)
-        studies = [s for s in studies if s.imaging_request]
-        if not studies:
-            return
-        with without_check_access():
-            requests = Request.browse(
-                sorted({s.imaging_request.id for s in studies}))
-            results = {}
-            for sub_requests in grouped_slice(requests):
-                for result in Result.search([
-                            ('request', 'in', [r.id for r in sub_requests]),
-                            ], order=[('id', 'ASC')]):
-                    results.setdefault(result.request.id, result)
-            missing = [r for r in requests if r.id not in results]
-            if missing:
-                now = datetime.datetime.now()
-                created = Result.create([{
-                            'patient': r.patient.id,
-                            'date': now,
-                            'request_date': r.date,
-                            'requested_test': r.requested_test.id,
-                            'request': r.id,
-                            'order': r.request,
-                            'doctor': r.doctor.id,
-                            } for r in missing])
-                results.update(zip((r.id for r in missing), created))
-            Request.requested([r for r in requests if r.state == 'draft'])
-            requests = Request.browse([r.id for r in requests])
-            Request.done([r for r in requests if r.state == 'requested'])
-            if 'worklist_status' in Request._fields:
-                todo = [r for r in requests if r.worklist_status != 'done']
-                if todo:
-                    Request.write(todo, {'worklist_status': 'done'})
-            to_write = defaultdict(list)
-            for study in studies:
-                result = results[study.imaging_request.id]
-                if study.imaging_result != result:
-                    to_write[result.id].append(study)
-            args = []
-            for result_id, records in to_write.items():
-                args.extend((records, {'imaging_result': result_id}))
-            if args:
-                cls.write(*args)

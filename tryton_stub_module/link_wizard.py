@@ -7,7 +7,7 @@ from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
-from .link_imaging import OF_THE_PATIENT
+from .link_imaging import imaging_request_field
 
 
 class StudyLinkStart(ModelView):
@@ -81,10 +81,8 @@ class StudyLinkStartImaging(metaclass=PoolMeta):
     patient = fields.Many2One(
         'gnuhealth.patient', "Patient",
         help="The GNU Health patient the images belong to.")
-    imaging_request = fields.Many2One(
-        'gnuhealth.imaging.test.request', "Imaging Request",
-        domain=OF_THE_PATIENT,
-        help="The imaging test request the studies answer, if any.")
+    imaging_request = imaging_request_field(
+        "The imaging test request the studies answer, if any.")
 
     @fields.depends('patient', 'party')
     def on_change_patient(self):

@@ -1,6 +1,7 @@
 # This file is part of orthanc-gnuhealth.  The COPYRIGHT file at the top level
 # of this repository contains the full copyright notices and license terms.
-"What studies, series and instances share: their Orthanc ID and PACS state"
+"""What studies, series and instances share: their Orthanc ID and PACS state,
+the deletions a push reports, and fields copied from DICOM tags"""
 
 from sql.aggregate import Count
 
@@ -13,6 +14,22 @@ PACS_STATES = [
     ('available', "Available"),
     ('deleted', "Deleted"),
     ]
+# The model and the path to its server of each level of the deleted list.
+DELETED_LEVELS = {
+    'study': ('gnuhealth.radiology.study', 'server'),
+    'series': ('gnuhealth.radiology.series', 'study.server'),
+    'instance': ('gnuhealth.radiology.instance', 'series.study.server'),
+    }
+
+
+def dicom_field(Field, string, tag, detail='', **kwargs):
+    """Return a Field copied from the PACS: the plugin writes it from the
+    DICOM tag, nobody edits it, and its help names the tag
+
+    detail goes on the help after the tag, such as ", such as \"CT\"".
+    """
+    return Field(string=string, readonly=True,
+        help="The DICOM %s%s." % (tag, detail), **kwargs)
 
 
 def count_in_pacs(ids, from_, parent, *counted, where=None):
@@ -46,6 +63,30 @@ def search_any(clause, names):
     else:
         bool_op = 'OR'
     return [bool_op] + [(name, operator, operand, *extra) for name in names]
+
+
+def read_deleted(reader, batch):
+    "Return the Orthanc ids of the resources batch lists as deleted, by level"
+    deleted = {level: [] for level in DELETED_LEVELS}
+    for values in reader.items(batch, 'deleted'):
+        level = values.get('level')
+        if level not in DELETED_LEVELS:
+            reader.error('msg_deleted_level', level=str(level)[:16])
+        deleted[level].append(reader.uid(values, 'orthanc_id', required=True))
+    return deleted
+
+
+def mark_deleted(server, deleted):
+    "Mark the resources of server that Orthanc deleted, with their content"
+    pool = Pool()
+    for level, orthanc_ids in deleted.items():
+        model, server_path = DELETED_LEVELS[level]
+        Model = pool.get(model)
+        for sub_ids in grouped_slice(orthanc_ids):
+            Model.mark_pacs_deleted(Model.search([
+                        (server_path, '=', server.id),
+                        ('orthanc_id', 'in', list(sub_ids)),
+                        ], order=[]))
 
 
 class PacsResourceMixin:

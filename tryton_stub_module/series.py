@@ -4,7 +4,9 @@ from trytond.model import ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
 from trytond.tools import grouped_slice
 
-from .pacs_resource import PacsResourceMixin, count_in_pacs, search_any
+from .pacs_resource import (
+    PacsResourceMixin, count_in_pacs, dicom_field, search_any)
+from .server import viewer_link
 from .snapshot import Snapshot, upsert
 
 
@@ -17,18 +19,13 @@ class Series(PacsResourceMixin, ModelSQL, ModelView):
     study = fields.Many2One(
         'gnuhealth.radiology.study', "Study", required=True, readonly=True,
         ondelete='CASCADE', help="The study the series belongs to.")
-    series_uid = fields.Char(
-        "Series Instance UID", required=True, readonly=True,
-        help="The DICOM SeriesInstanceUID.")
-    modality = fields.Char(
-        "Modality", readonly=True,
-        help="The DICOM Modality, such as \"CT\".")
-    number = fields.Integer(
-        "Number", readonly=True, help="The DICOM SeriesNumber.")
-    description = fields.Char(
-        "Description", readonly=True, help="The DICOM SeriesDescription.")
-    body_part = fields.Char(
-        "Body Part", readonly=True, help="The DICOM BodyPartExamined.")
+    series_uid = dicom_field(fields.Char, "Series Instance UID",
+        'SeriesInstanceUID', required=True)
+    modality = dicom_field(fields.Char, "Modality", 'Modality',
+        ', such as "CT"')
+    number = dicom_field(fields.Integer, "Number", 'SeriesNumber')
+    description = dicom_field(fields.Char, "Description", 'SeriesDescription')
+    body_part = dicom_field(fields.Char, "Body Part", 'BodyPartExamined')
     instances = fields.One2Many(
         'gnuhealth.radiology.instance', 'series', "Instances", readonly=True,
         help="The images of the series.")
@@ -36,14 +33,10 @@ class Series(PacsResourceMixin, ModelSQL, ModelView):
             "Instances",
             help="The number of images of the series still in the PACS."),
         'get_instance_count')
-    ohif_url = fields.Function(fields.Char(
-            "OHIF Viewer",
-            help="Open the series' study in the OHIF viewer."),
-        'get_ohif_url')
-    webviewer_url = fields.Function(fields.Char(
-            "Orthanc Web Viewer",
-            help="Open the series in the Orthanc Web Viewer."),
-        'get_webviewer_url')
+    ohif_url = viewer_link("OHIF Viewer",
+        "the series' study", "the OHIF viewer", 'get_ohif_url')
+    webviewer_url = viewer_link("Orthanc Web Viewer",
+        "the series", "the Orthanc Web Viewer", 'get_webviewer_url')
     preview_url = fields.Function(fields.Char(
             "Preview",
             help="Orthanc's picture of the first image of the series."),

@@ -21,6 +21,19 @@ TEMPLATE_HELP = (
     "{study_id} (Orthanc study id), {series_id} (Orthanc series id).")
 
 
+def viewer_template(string, what):
+    """Return the field of the URL template of what in a viewer, whose
+    placeholders viewer_url fills"""
+    return fields.Char(string, help="The URL of %s." % what + TEMPLATE_HELP)
+
+
+def viewer_link(string, what, viewer, getter='get_viewer_url'):
+    """Return the field of the URL that opens what (a study or series) in
+    viewer, empty when the server cannot show it"""
+    return fields.Function(fields.Char(
+            string, help="Open %s in %s." % (what, viewer)), getter)
+
+
 class Server(ModelSQL, ModelView):
     "Radiology PACS Server"
     __name__ = 'gnuhealth.radiology.server'
@@ -35,21 +48,16 @@ class Server(ModelSQL, ModelView):
     last_contact = fields.DateTime(
         "Last Contact", readonly=True,
         help="When the Orthanc plugin last pushed to this server.")
-    ohif_template = fields.Char(
-        "OHIF Viewer Template",
-        help="The URL of a study in the OHIF viewer." + TEMPLATE_HELP)
-    stone_template = fields.Char(
-        "Stone Viewer Template",
-        help="The URL of a study in the Stone Web Viewer." + TEMPLATE_HELP)
-    explorer_template = fields.Char(
-        "Orthanc Explorer Template",
-        help="The URL of a study in Orthanc Explorer." + TEMPLATE_HELP)
-    webviewer_template = fields.Char(
-        "Orthanc Web Viewer Template",
-        help="The URL of a series in the Orthanc Web Viewer." + TEMPLATE_HELP)
-    oe2_template = fields.Char(
-        "Orthanc Explorer 2 Template",
-        help="The URL of a study in Orthanc Explorer 2." + TEMPLATE_HELP)
+    ohif_template = viewer_template(
+        "OHIF Viewer Template", "a study in the OHIF viewer")
+    stone_template = viewer_template(
+        "Stone Viewer Template", "a study in the Stone Web Viewer")
+    explorer_template = viewer_template(
+        "Orthanc Explorer Template", "a study in Orthanc Explorer")
+    webviewer_template = viewer_template(
+        "Orthanc Web Viewer Template", "a series in the Orthanc Web Viewer")
+    oe2_template = viewer_template(
+        "Orthanc Explorer 2 Template", "a study in Orthanc Explorer 2")
     viewers = fields.Char(
         "Installed Viewers", readonly=True,
         help="The viewers installed on this Orthanc, "

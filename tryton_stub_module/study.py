@@ -15,7 +15,10 @@ from trytond.rpc import RPC
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
-from .pacs_resource import PacsResourceMixin, count_in_pacs, search_any
+from .pacs_resource import (
+    PacsResourceMixin, count_in_pacs, dicom_field, mark_deleted, read_deleted,
+    search_any)
+from .server import viewer_link
 from .snapshot import Snapshot, SnapshotReader, upsert
 
 DICOM_SEXES = [
@@ -24,12 +27,8 @@ DICOM_SEXES = [
     ('F', "Female"),
     ('O', "Other"),
     ]
-# The model and the path to its server of each level of the deleted list.
-DELETED_LEVELS = {
-    'study': ('gnuhealth.radiology.study', 'server'),
-    'series': ('gnuhealth.radiology.series', 'study.server'),
-    'instance': ('gnuhealth.radiology.instance', 'series.study.server'),
-    }
+# The patient's tags are what the modality recorded, not GNU Health's record.
+AS_RECORDED = " as the modality recorded it"
 
 
 def orthanc_study_id(patient_id, study_uid):
@@ -52,43 +51,32 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
         'gnuhealth.radiology.server', "Server", required=True,
         readonly=True, ondelete='RESTRICT',
         help="The PACS server that holds the study.")
-    study_uid = fields.Char(
-        "Study Instance UID", required=True, readonly=True,
-        help="The DICOM StudyInstanceUID. Two studies of a server share it "
-        "when it arrived under two PatientIDs.")
-    accession = fields.Char(
-        "Accession Number", readonly=True,
-        help="The DICOM AccessionNumber, usually the order code.")
+    study_uid = dicom_field(fields.Char, "Study Instance UID",
+        'StudyInstanceUID', ". Two studies of a server share it when it "
+        "arrived under two PatientIDs", required=True)
+    accession = dicom_field(fields.Char, "Accession Number",
+        'AccessionNumber', ", usually the order code")
     accession_issuer = fields.Char(
         "Accession Issuer", readonly=True,
         help="Who issued the accession number "
         "(DICOM IssuerOfAccessionNumberSequence), when the modality says.")
-    dicom_patient_id = fields.Char(
-        "DICOM Patient ID", readonly=True,
-        help="The DICOM PatientID as the modality recorded it.")
-    dicom_patient_name = fields.Char(
-        "DICOM Patient Name", readonly=True,
-        help="The DICOM PatientName as the modality recorded it.")
-    dicom_patient_birth_date = fields.Date(
-        "DICOM Patient Birth Date", readonly=True,
-        help="The DICOM PatientBirthDate as the modality recorded it.")
-    dicom_patient_sex = fields.Selection(
-        DICOM_SEXES, "DICOM Patient Sex", readonly=True,
-        help="The DICOM PatientSex as the modality recorded it.")
-    study_date = fields.Date(
-        "Study Date", readonly=True, help="The DICOM StudyDate.")
-    study_time = fields.Time(
-        "Study Time", readonly=True, help="The DICOM StudyTime.")
-    description = fields.Char(
-        "Description", readonly=True, help="The DICOM StudyDescription.")
+    dicom_patient_id = dicom_field(fields.Char, "DICOM Patient ID",
+        'PatientID', AS_RECORDED)
+    dicom_patient_name = dicom_field(fields.Char, "DICOM Patient Name",
+        'PatientName', AS_RECORDED)
+    dicom_patient_birth_date = dicom_field(fields.Date,
+        "DICOM Patient Birth Date", 'PatientBirthDate', AS_RECORDED)
+    dicom_patient_sex = dicom_field(fields.Selection, "DICOM Patient Sex",
+        'PatientSex', AS_RECORDED, selection=DICOM_SEXES)
+    study_date = dicom_field(fields.Date, "Study Date", 'StudyDate')
+    study_time = dicom_field(fields.Time, "Study Time", 'StudyTime')
+    description = dicom_field(fields.Char, "Description", 'StudyDescription')
     modalities = fields.Char(
         "Modalities", readonly=True,
         help="The modalities of the study's series, such as \"CT MR\".")
-    referring_physician = fields.Char(
-        "Referring Physician", readonly=True,
-        help="The DICOM ReferringPhysicianName.")
-    institution = fields.Char(
-        "Institution", readonly=True, help="The DICOM InstitutionName.")
+    referring_physician = dicom_field(fields.Char, "Referring Physician",
+        'ReferringPhysicianName')
+    institution = dicom_field(fields.Char, "Institution", 'InstitutionName')
     series = fields.One2Many(
         'gnuhealth.radiology.series', 'study', "Series", readonly=True,
         help="The series of the study.")
@@ -108,21 +96,15 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
         "PACS Last Update", readonly=True,
         help="Orthanc's LastUpdate of the study when it was last pushed, "
         "such as 20261201T093000.")
-    ohif_url = fields.Function(fields.Char(
-            "OHIF Viewer", help="Open the study in the OHIF viewer."),
-        'get_viewer_url')
-    stone_url = fields.Function(fields.Char(
-            "Stone Viewer", help="Open the study in the Stone Web Viewer."),
-        'get_viewer_url')
-    explorer_url = fields.Function(fields.Char(
-            "Orthanc Explorer", help="Open the study in Orthanc Explorer."),
-        'get_viewer_url')
-    oe2_url = fields.Function(fields.Char(
-            "Orthanc Explorer 2", help="Open the study in Orthanc Explorer 2."),
-        'get_viewer_url')
-    webviewer_url = fields.Function(fields.Char(
-            "Orthanc Web Viewer",
-            help="Open the study's first series in the Orthanc Web Viewer."),
+    ohif_url = viewer_link("OHIF Viewer", "the study", "the OHIF viewer")
+    stone_url = viewer_link(
+        "Stone Viewer", "the study", "the Stone Web Viewer")
+    explorer_url = viewer_link(
+        "Orthanc Explorer", "the study", "Orthanc Explorer")
+    oe2_url = viewer_link(
+        "Orthanc Explorer 2", "the study", "Orthanc Explorer 2")
+    webviewer_url = viewer_link("Orthanc Web Viewer",
+        "the study's first series", "the Orthanc Web Viewer",
         'get_webviewer_url')
 
     @classmethod
@@ -238,10 +220,10 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
         for values in reader.items(batch, 'studies'):
             orthanc_id, snapshot = cls._read_snapshot(values)
             snapshots[orthanc_id] = snapshot
-        deleted = cls._read_deleted(reader, batch)
+        deleted = read_deleted(reader, batch)
         studies = cls._sync_snapshots(server, snapshots)
         # Deletions come after the snapshots as Orthanc logged them later.
-        cls._apply_deleted(server, deleted)
+        mark_deleted(server, deleted)
         touched = cls._link_clinical(studies)
         return {
             'studies': {s.orthanc_id: s.id for s in studies},
@@ -286,18 +268,6 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
         return orthanc_id, Snapshot(study_values, series)
 
     @classmethod
-    def _read_deleted(cls, reader, batch):
-        "Return the Orthanc ids of the deleted resources by level"
-        deleted = {level: [] for level in DELETED_LEVELS}
-        for values in reader.items(batch, 'deleted'):
-            level = values.get('level')
-            if level not in DELETED_LEVELS:
-                reader.error('msg_deleted_level', level=str(level)[:16])
-            deleted[level].append(
-                reader.uid(values, 'orthanc_id', required=True))
-        return deleted
-
-    @classmethod
     def _sync_snapshots(cls, server, snapshots):
         "Upsert the studies and their content, return them in batch order"
         pool = Pool()
@@ -315,19 +285,6 @@ class Study(PacsResourceMixin, ModelSQL, ModelView):
             [s for s in studies if s.id in changed_ids],
             {'last_sync': datetime.datetime.now()})
         return studies
-
-    @classmethod
-    def _apply_deleted(cls, server, deleted):
-        "Mark the resources that Orthanc deleted with their content"
-        pool = Pool()
-        for level, orthanc_ids in deleted.items():
-            model, server_path = DELETED_LEVELS[level]
-            Model = pool.get(model)
-            for sub_ids in grouped_slice(orthanc_ids):
-                Model.mark_pacs_deleted(Model.search([
-                            (server_path, '=', server.id),
-                            ('orthanc_id', 'in', list(sub_ids)),
-                            ], order=[]))
 
     @classmethod
     def _link_clinical(cls, studies):

@@ -17,7 +17,7 @@ from trytond.pyson import Eval
 from trytond.rpc import RPC
 from trytond.transaction import Transaction, without_check_access
 
-from .link_imaging import OF_THE_PATIENT
+from .link_imaging import imaging_request_field
 from .worklist import _DICOM_SEX, _person_name
 
 STATES = [
@@ -32,6 +32,12 @@ _SAVED = Eval('id', -1) >= 0
 _COUNTS = ['stored', 'skipped', 'failed']
 
 
+def reported(Field, string, help):
+    """Return the field of what the Orthanc node reports (claim_uploads,
+    finish_upload): nobody edits it"""
+    return Field(string, readonly=True, help=help)
+
+
 class Upload(ModelSQL, ModelView):
     "Radiology Upload"
     __name__ = 'gnuhealth.radiology.upload'
@@ -42,12 +48,9 @@ class Upload(ModelSQL, ModelView):
         states={'readonly': _SAVED},
         help="The patient the images are of: their identity replaces the "
         "one the images came with.")
-    imaging_request = fields.Many2One(
-        'gnuhealth.imaging.test.request', "Imaging Request",
-        domain=OF_THE_PATIENT,
-        states={'readonly': _SAVED},
-        help="The imaging order the images answer, if any: its code "
-        "becomes their accession number.")
+    imaging_request = imaging_request_field(
+        "The imaging order the images answer, if any: its code "
+        "becomes their accession number.", states={'readonly': _SAVED})
     data = fields.Binary(
         "File", filename='filename', required=True,
         states={'readonly': _SAVED},
@@ -60,26 +63,19 @@ class Upload(ModelSQL, ModelView):
         STATES, "State", readonly=True, required=True,
         help="Pending until an Orthanc node claims the upload; importing "
         "while it stores the images; then done or failed.")
-    message = fields.Text(
-        "Message", readonly=True,
-        help="What the import came to, or why it failed.")
-    results = fields.Text(
-        "File Results", readonly=True,
-        help="One line per file of the upload: stored, skipped or failed, "
+    message = reported(fields.Text, "Message",
+        "What the import came to, or why it failed.")
+    results = reported(fields.Text, "File Results",
+        "One line per file of the upload: stored, skipped or failed, "
         "and why.")
-    stored = fields.Integer(
-        "Stored", readonly=True,
-        help="The instances stored in the PACS by this upload.")
-    skipped = fields.Integer(
-        "Skipped", readonly=True,
-        help="The files left out: DICOMDIR, not DICOM, or already in the "
-        "PACS.")
-    failed = fields.Integer(
-        "Failed", readonly=True,
-        help="The files the PACS refused or that could not be read.")
-    orthanc_studies = fields.Text(
-        "Orthanc Studies", readonly=True,
-        help="The Orthanc IDs of the studies the upload stored, one a line.")
+    stored = reported(fields.Integer, "Stored",
+        "The instances stored in the PACS by this upload.")
+    skipped = reported(fields.Integer, "Skipped",
+        "The files left out: DICOMDIR, not DICOM, or already in the PACS.")
+    failed = reported(fields.Integer, "Failed",
+        "The files the PACS refused or that could not be read.")
+    orthanc_studies = reported(fields.Text, "Orthanc Studies",
+        "The Orthanc IDs of the studies the upload stored, one a line.")
     studies = fields.Function(fields.Many2Many(
             'gnuhealth.radiology.study', None, None, "Studies",
             help="The studies the upload stored, once the PACS pushed "
@@ -90,13 +86,12 @@ class Upload(ModelSQL, ModelView):
         help="Who uploaded the file.")
     uploaded = fields.DateTime(
         "Uploaded", readonly=True, help="When the file was uploaded.")
-    node = fields.Char(
-        "Orthanc Node", readonly=True,
-        help="The Orthanc node that claimed the upload.")
-    claimed = fields.DateTime(
-        "Claimed", readonly=True, help="When an Orthanc node claimed it.")
-    finished = fields.DateTime(
-        "Finished", readonly=True, help="When the import ended.")
+    node = reported(fields.Char, "Orthanc Node",
+        "The Orthanc node that claimed the upload.")
+    claimed = reported(fields.DateTime, "Claimed",
+        "When an Orthanc node claimed it.")
+    finished = reported(
+        fields.DateTime, "Finished", "When the import ended.")
 
     @classmethod
     def __setup__(cls):

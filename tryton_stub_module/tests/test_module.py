@@ -842,23 +842,36 @@ class HealthRadiologyImagingTestCase(ModuleTestCase):
 
     @with_transaction()
     def test_link_by_hand(self):
-        "Staff link a study to a patient and a request with the wizard"
+        "Staff link a study to a request with the wizard, or in its form"
         pool = Pool()
         Study = pool.get('gnuhealth.radiology.study')
         user = create_user('radiologist', "Radiologist", 'group_radiology_staff')
         patient = self.create_patient("Zoë")
         request = self.create_request(patient)
-        study = self.push_study(accession=None, dicom_patient_id='X')
 
-        link_by_hand(user, study,
-            patient=None, party=None, imaging_request=request)
+        def with_the_wizard(study):
+            link_by_hand(user, study,
+                patient=None, party=None, imaging_request=request)
 
-        study = Study(study.id)
-        self.assertEqual(
-            (study.patient, study.party, study.imaging_request,
-                study.link_state, study.linked_by),
-            (patient, patient.party, request, 'linked', user))
-        self.assertTrue(study.imaging_result)
+        def in_the_form(study):
+            # Only the request: its patient and party follow.
+            with Transaction().set_user(user.id), \
+                    Transaction().set_context(_check_access=True):
+                Study.write([study], {'imaging_request': request.id})
+
+        for study_uid, link in [('1.1', with_the_wizard), ('1.2', in_the_form)]:
+            with self.subTest(link=link.__name__):
+                study = self.push_study(
+                    study_uid, accession=None, dicom_patient_id='X')
+
+                link(study)
+
+                study = Study(study.id)
+                self.assertEqual(
+                    (study.patient, study.party, study.imaging_request,
+                        study.link_state, study.linked_by),
+                    (patient, patient.party, request, 'linked', user))
+                self.assertTrue(study.imaging_result)
         self.assertEqual(type(request)(request.id).state, 'done')
 
     @with_transaction()
