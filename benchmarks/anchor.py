@@ -56,6 +56,7 @@ ANCHOR_STUDY = 'gnuhealth.imaging_orthanc.study'
 FULL_SYNCHRONIZE = ('gnuhealth.imaging_orthanc.full_synchronize', 'synchronize')
 GET_NEW_STUDIES = ('gnuhealth.imaging_orthanc.get_new_studies', 'update')
 CONNECT = ('gnuhealth.imaging_orthanc.wizard.orthanc_new_connect', 'connect')
+CONNECT_TIMEOUT = 60  # it reads one change from Orthanc
 
 
 def anchor_venv():
@@ -183,7 +184,7 @@ def click(trytond, wizard, timeout, fill=None):
                 except xmlrpc.client.Fault as error:  # the wizard's UserError
                     outcome['error'] = error.faultString[:500]
                 outcome['seconds'] = time.perf_counter() - started
-        except OSError:  # trytond stopped at the timeout
+        except (OSError, xmlrpc.client.ProtocolError):  # trytond stopped at the timeout
             pass
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -208,14 +209,17 @@ def anchor_counts(trytond):
 
 def anchor_step(trytond, orthanc, wizard, timeout, studies=None):
     """One click of `wizard`, timed, with what the database holds after it
-    (nothing after an error: the wizard's transaction is rolled back)."""
+    (nothing after an error: the wizard's transaction is rolled back).
+    Stopped at the timeout, trytond is started again for the next steps."""
     cpu = cpu_meter({'orthanc': orthanc.process.pid, 'trytond': trytond.process.pid})
     seconds, error = click(trytond, wizard, timeout)
     row = {'seconds': seconds and round(seconds, 3), 'error': error}
-    if seconds is not None:
-        row.update(cpu_s=cpu(), **anchor_counts(trytond))
-        if studies and not error:
-            row['studies_per_s'] = round(studies / seconds, 1)
+    if seconds is None:
+        trytond.start()
+        return row
+    row.update(cpu_s=cpu(), **anchor_counts(trytond))
+    if studies and not error:
+        row['studies_per_s'] = round(studies / seconds, 1)
     return row
 
 
@@ -227,7 +231,7 @@ def anchor(workdir, orthanc, studies, wizard, timeout, as_is=False):
     try:
         with harness.admin_session(trytond) as config:
             dataset.create_patients(config)
-        seconds, error = click(trytond, CONNECT, timeout, fill={
+        _, error = click(trytond, CONNECT, CONNECT_TIMEOUT, fill={
             'label': 'bench', 'domain': orthanc.url, 'user': stack.ORTHANC_ADMIN[0],
             'password': stack.ORTHANC_ADMIN[1]})
         assert error is None, f'adding the Orthanc server to health_orthanc: {error}'
@@ -308,14 +312,14 @@ def summarize(runs, studies, timeout):
 
     def rate(name):
         value = seconds[name]
-        return f'< {studies / timeout:.2g}' if value == math.inf else (
+        return f'< {studies / timeout:.3g}' if value == math.inf else (
             value and round(studies / value, 1))
 
     def ratio(anchor_step, our_step):
         value, ours_s = seconds[anchor_step], seconds[our_step]
         if not (value and ours_s):
             return None
-        return f'> {timeout / ours_s:.0f}' if value == math.inf else round(value / ours_s, 2)
+        return f'> {timeout / ours_s:.3g}' if value == math.inf else round(value / ours_s, 2)
     return {
         'seconds': {name: f'> {timeout:g} s' if value == math.inf else value
                     for name, value in seconds.items()},
@@ -343,10 +347,11 @@ def print_table(summary):
             ('', 'Get New Studies', 'get_new_studies_again', None,
              'get_new_studies_again_vs_ours')]
     print('{:<18}{:<18}{:>12}{:>14}{:>16}'.format('', '', 'seconds', 'studies/s', 'ours x faster'))
+    def shown(values, key):  # n/a: the step failed or did not run
+        return '' if key is None else 'n/a' if values[key] is None else str(values[key])
     for what, who, step, rate, ratio in rows:
         print('{:<18}{:<18}{:>12}{:>14}{:>16}'.format(
-            what, who, str(seconds[step]), str(rates[rate]) if rate else '',
-            str(ratios[ratio]) if ratio else ''))
+            what, who, shown(seconds, step), shown(rates, rate), shown(ratios, ratio)))
 
 
 def main(argv=None):
