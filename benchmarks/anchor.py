@@ -8,12 +8,13 @@ storage both sides then read in turn, RUNS times, the sides alternating:
   - the anchor: the same storage served by a plain Orthanc (no Python
     plugin), and a trytond with `health_orthanc` (PyPI gnuhealth-orthanc
     5.0.x) from a venv of its own (ANCHOR_VENV, made from /usr/bin/python3
-    and pip-installed on the first run, ~15 s). Its Orthanc server is added
-    with its own "connect" wizard (URL, user, password), then its wizards
-    run through proteus as the client runs them: Full Synchronize into an
-    empty database, then again with nothing new; Get New Studies into
-    another empty database, then again. A step still running after
-    --timeout seconds is stopped (trytond is stopped) and reported as such.
+    and pip-installed on the first run: ~30 s, its database ~20 s). Its
+    Orthanc server is added with its own "connect" wizard (URL, user,
+    password), then its wizards run through proteus as the client runs
+    them: Full Synchronize into an empty database, then again with nothing
+    new; Get New Studies into another empty database, then again. A step
+    still running after --timeout seconds is stopped (trytond is stopped)
+    and reported as such.
 
 health_orthanc aborts the whole sync on a PatientID of 9 or more characters
 that matches no patient (it puts `[]` into a Many2One). Both sides' GNU
@@ -79,9 +80,10 @@ def anchor_venv():
 
 def anchor_template():
     """An SQLite database with health_orthanc activated (and what it depends
-    on), built once with the anchor venv's trytond-admin (~15 s)."""
+    on), built once with the anchor venv's trytond-admin (~20 s)."""
     if ANCHOR_TEMPLATE.exists():
         return ANCHOR_TEMPLATE
+    print(f'anchor: building {ANCHOR_TEMPLATE} (first run only)', flush=True)
     work = Path(tempfile.mkdtemp(prefix='build-', dir=ANCHOR_VENV))
     (work / f'{stack.DATABASE}.sqlite').touch()
     (work / 'password').write_text(stack.ADMIN[1])
