@@ -54,7 +54,7 @@ test-postgresql:
 test-browser:
 	$(PYTHON) -m pytest -q -x tests/browser
 
-# The push path's benchmarks (docs/benchmarks.md): ~15 min, JSON results in
+# The push path's benchmarks (docs/benchmarks.md): ~30 min, JSON results in
 # .cache/bench/. Not part of `make test`; its smoke test is.
 bench: install
 	$(PYTHON) benchmarks/run_all.py $(BENCH_ARGS)

@@ -56,16 +56,21 @@ def generate(directory, studies, series, instances, prefix='s', start=0):
 
 def create_patients(config):
     """Create the patients of KNOWN_PUIDS in GNU Health (the proteus session
-    `config` of an administrator), one RPC each: GNU Health gives every
-    party of one create call the same code."""
+    `config` of an administrator)."""
+    for n, puid in enumerate(KNOWN_PUIDS):
+        create_patient(config, puid, f'Bench{n}', 'Patient', 'f')
+
+
+def create_patient(config, puid, name, lastname, gender, dob=None):
+    """One party and its GNU Health patient, one RPC each: GNU Health gives
+    every party of one create call the same code."""
     from proteus import Model
     Party, Patient = Model.get('party.party'), Model.get('gnuhealth.patient')
-    for n, puid in enumerate(KNOWN_PUIDS):
-        party, = Party._proxy.create([{
-            'name': f'Bench{n}', 'lastname': 'Patient', 'ref': puid, 'is_person': True,
-            'is_patient': True, 'gender': 'f', 'fed_country': None,
-            'federation_account': f'XXX{puid}'}], config.context)
-        Patient._proxy.create([{'party': party}], config.context)
+    party, = Party._proxy.create([{
+        'name': name, 'lastname': lastname, 'ref': puid, 'is_person': True,
+        'is_patient': True, 'gender': gender, 'dob': dob, 'fed_country': None,
+        'federation_account': f'XXX{puid}'}], config.context)
+    Patient._proxy.create([{'party': party}], config.context)
 
 
 def main():

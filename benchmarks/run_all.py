@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import anchor  # noqa: E402
 import backfill  # noqa: E402
 import freshness  # noqa: E402
 import ingest_overhead  # noqa: E402
@@ -33,6 +34,9 @@ MEASUREMENTS = {
     'memory': (memory, [], ['--total', '4', '--chunk', '2', '--instances', '1']),
     'rest_routes': (rest_routes, [], ['--studies', '2', '--requests', '20',
                                       '--clients', '2']),
+    # GNU Health's own health_orthanc beside us; its venv is made on first use.
+    'anchor': (anchor, [], ['--studies', '2', '--series', '1', '--instances', '2',
+                            '--runs', '1']),
 }
 
 

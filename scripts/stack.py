@@ -326,6 +326,14 @@ class Trytond(Server):
     (tryton_stub_module) to run, by default this checkout. `existing`: serve
     the database DATABASE the caller made in `postgresql`, no copy."""
 
+    # The venv whose trytond serves, and its environment: the anchor
+    # benchmark (benchmarks/anchor.py) runs GNU Health's own health_orthanc
+    # from a venv of its own.
+    venv = VENV
+
+    def environment(self):
+        return checkout_env(self.code)
+
     def __init__(self, workdir, port=None, template=None, tls=None, postgresql=None,
                  code=REPO, existing=False):
         self.workdir = Path(workdir)
@@ -350,8 +358,8 @@ class Trytond(Server):
         conf = trytond_conf(self.workdir, self.port, self.workdir, self.tls and self.tls[:2],
                             database_uri=uri)
         self.process = Process(
-            'trytond', [VENV / 'bin' / 'trytond', '-c', conf],
-            self.workdir / 'trytond.log', env=checkout_env(self.code)).start()
+            'trytond', [self.venv / 'bin' / 'trytond', '-c', conf],
+            self.workdir / 'trytond.log', env=self.environment()).start()
         context = ssl.create_default_context(cafile=self.tls[2]) if self.tls else None
         wait_until(lambda: xmlrpc.client.ServerProxy(self.url, context=context)
                    .common.server.version(), 60, 'trytond', self.process.popen)

@@ -13,10 +13,10 @@ REPO = Path(__file__).resolve().parents[2]
 def test_every_benchmark_runs_on_a_tiny_dataset(tmp_path):
     env = dict(os.environ, BENCH_RESULTS=str(tmp_path))
     subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'run_all.py'), '--tiny'],
-                   check=True, env=env, timeout=300)
+                   check=True, env=env, timeout=420)
     results = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob('*.json')}
-    assert sorted(results) == ['backfill', 'backfill_30', 'freshness', 'ingest_overhead',
-                               'memory', 'rest_routes']
+    assert sorted(results) == ['anchor', 'backfill', 'backfill_30', 'freshness',
+                               'ingest_overhead', 'memory', 'rest_routes']
     # Every study of the tiny archive reached GNU Health, at each step.
     steps = results['backfill']['steps']
     assert [s['complete_in_gnuhealth'] for s in steps] == [2, 4]
@@ -35,3 +35,15 @@ def test_every_benchmark_runs_on_a_tiny_dataset(tmp_path):
     assert set(routes) == {'viewers', 'state'}
     assert all(r['p50_ms'] > 0 for r in routes.values())
     assert results['backfill']['machine']['orthanc'], 'versions recorded'
+    # The anchor side by side: 2 studies x 1 series x 2 instances reached
+    # both GNU Healths, by our resync and by each of health_orthanc's wizards.
+    anchor = results['anchor']
+    run, = anchor['runs']
+    assert run['ours']['backfill']['studies_in_gnuhealth'] == 2
+    for wizard in ('full_synchronize', 'get_new_studies'):
+        steps = run['anchor'][wizard]
+        assert steps['empty']['error'] is None, steps['empty']
+        assert (steps['empty']['studies'], steps['empty']['instances']) == (2, 4)
+        assert steps['nothing_new']['seconds'] > 0
+    assert all(anchor['summary']['ratios'].values()), anchor['summary']
+    assert anchor['anchor_versions']['gnuhealth-orthanc'].startswith('5.0.')
