@@ -117,7 +117,10 @@ class Plugin:
                 name = _RESOURCE_NAMES.get(resource_type)
                 if name:
                     self.worker.note_deleted(name, resource_id)
-            else:
+            elif change_type != orthanc.ChangeType.NEW_INSTANCE:
+                # A NewInstance makes no study dirty (changes.py): waking the
+                # worker for each would only re-read /changes, competing with
+                # the C-STORE threads. Its NewStudy / NewSeries wake it.
                 self.worker.wake()
 
     def start(self):

@@ -6,6 +6,14 @@ sends it in chunks of StudiesPerPush, isolates a study GNU Health rejects
 (pending.py keeps it with its own back-off), and keeps GNU Health's word
 on conflicts for the status.
 
+A study still receiving is read at most once per PollInterval: the first
+sight of a study is pushed at once (first-visible is what users wait for),
+later NewSeries / StableSeries changes within PollInterval of the last
+read only mark it for a read when that interval is over (`push_deferred`).
+Its end (StableStudy, or the quiet timer) is pushed at once. A deferred
+read is not persisted: after a crash the study is still in the receiving
+list (pending.py), so it is completed all the same.
+
 Injected: `orthanc.get`, `gnuhealth.push`, `pending` (pending.Pending),
 `status`, `log`, `clock`, `text` (dicom_text.TextReader).
 """
@@ -30,6 +38,8 @@ class Pusher:
         self._text = text
         self.viewers = None  # installed viewer names, set by the worker at its start
         self._conflicts = {}  # Orthanc study id -> GNU Health's conflict note
+        self._read_at = {}  # receiving study -> the clock when it was last read
+        self._deferred = {}  # receiving study -> when its deferred read is due
 
     # ---- reading ----
 
@@ -56,10 +66,15 @@ class Pusher:
 
     # ---- studies ----
 
-    def push_studies(self, orthanc_ids, receiving=frozenset()):
+    def push_studies(self, orthanc_ids, receiving=frozenset(), new=frozenset()):
         """Fetch and push studies StudiesPerPush at a time (bounded memory).
         Those in `receiving` (their last change is not StableStudy) are
-        pushed as not complete and watched; the others are not watched."""
+        pushed as not complete and watched, unless read less than
+        PollInterval ago and not `new` (NewStudy: a study first seen, or
+        seen again after Orthanc's database was replaced): those wait for
+        `push_deferred`. The others are not watched."""
+        orthanc_ids = [i for i in orthanc_ids
+                       if not (i in receiving and i not in new and self._defer(i))]
         size = self._settings.studies_per_push
         for start in range(0, len(orthanc_ids), size):
             records = []
@@ -70,14 +85,42 @@ class Pusher:
             if records:
                 self.push_isolating(records)
 
+    def _defer(self, orthanc_id):
+        """True when a receiving study was read less than PollInterval ago:
+        its next read waits for `push_deferred`."""
+        read_at = self._read_at.get(orthanc_id)
+        if read_at is None or orthanc_id not in self._pending.receiving:
+            return False
+        due = read_at + self._settings.poll_interval
+        if self._clock() >= due:
+            return False
+        self._deferred[orthanc_id] = due
+        return True
+
     def _read(self, orthanc_id, receiving):
+        self._deferred.pop(orthanc_id, None)
         if not receiving:
+            self._read_at.pop(orthanc_id, None)
             self._pending.unwatch(orthanc_id)
             return self.fetch_study(orthanc_id)
+        self._read_at[orthanc_id] = self._clock()
         record = self.fetch_study(orthanc_id, False)
         if record:
             self._pending.watch(orthanc_id, record["last_update"])
         return record
+
+    def push_deferred(self):
+        """Read and push the receiving studies whose deferred read is due;
+        forget those no longer receiving (completed meanwhile)."""
+        now = self._clock()
+        self._read_at = {i: t for i, t in self._read_at.items() if i in self._pending.receiving}
+        self._deferred = {i: t for i, t in self._deferred.items() if i in self._read_at}
+        due = [i for i, t in self._deferred.items() if t <= now]
+        self.push_studies(due, receiving=set(due))
+
+    def next_time(self):
+        "When the next deferred read is due (None: none)."
+        return min(self._deferred.values(), default=None)
 
     def complete_quiet(self, quiet_after):
         """Push as complete each watched study whose LastUpdate did not

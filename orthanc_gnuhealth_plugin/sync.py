@@ -33,9 +33,11 @@ the deleted resource), so the OnChange callback notes them
 crash, another cluster node or a hand edit still leaves wrong, the
 continuous audit (audit.py) finds and repairs.
 
-Reading and pushing the studies is push.py's (Pusher); the worker
-keeps the loop, the timers and the back-off. A batch sent to GNU Health is {"server": {...}, "studies": [study records
-from mapping.map_study], "deleted": [{"level", "orthanc_id"}]}. Deletions
+Reading and pushing the studies is push.py's (Pusher): it reads a study
+still receiving at most once per PollInterval. The worker keeps the loop,
+the timers and the back-off. A batch sent to GNU Health is {"server":
+{...}, "studies": [study records from mapping.map_study], "deleted":
+[{"level", "orthanc_id"}]}. Deletions
 are sent only for resources Orthanc still does not have when they are
 sent (a study deleted then received again stays available).
 """
@@ -171,11 +173,12 @@ class SyncWorker:
                                          self._settings.poll_interval)))
 
     def _next_deadline(self):
-        """When a timer of the worker fires: a quiet receiving study, the
-        next audit page, the next look for uploads, the end of the wait at
-        a gap."""
-        times = [self._pending.next_quiet(self._quiet_after or 0), self._audit.next_time(),
-                 self._uploads.next_time(), self._changes.gap_deadline()]
+        """When a timer of the worker fires: a quiet receiving study, a
+        deferred read of a receiving study, the next audit page, the next
+        look for uploads, the end of the wait at a gap."""
+        times = [self._pending.next_quiet(self._quiet_after or 0), self._pusher.next_time(),
+                 self._audit.next_time(), self._uploads.next_time(),
+                 self._changes.gap_deadline()]
         return min([t for t in times if t is not None], default=float("inf"))
 
     def run_once(self):
@@ -196,6 +199,7 @@ class SyncWorker:
         try:
             more = self._push_changes()
             self._pusher.complete_quiet(self._quiet_after)  # first: it may clear a failure
+            self._pusher.push_deferred()
             self._pusher.retry_failed()
             more = self._resync.step(self._pusher.push_studies) or more
             if not more and self._audit.due():
@@ -229,7 +233,7 @@ class SyncWorker:
     def _push_changes(self):
         entries, last, more = self._changes.read()
         work = changes.interpret(entries, self._parent_study)
-        self._pusher.push_studies(work.dirty_studies, work.receiving)
+        self._pusher.push_studies(work.dirty_studies, work.receiving, work.new)
         deleted = self._pending.add_deleted(work.deleted)
         if deleted:
             # Persisted until sent: an outage here keeps them for the next try.

@@ -83,7 +83,7 @@ def test_lifecycle_changes_and_routes(load, archive, gnuhealth):
     try:
         wait_for(lambda: plugin.worker.status.get("cursor") == 0)
         study = archive.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
-        orthanc.on_change(ct.NEW_INSTANCE, rt.INSTANCE, "i")  # wakes the 30 s poll
+        orthanc.on_change(ct.NEW_STUDY, rt.STUDY, study)  # wakes the 30 s poll
         wait_for(lambda: gnuhealth.pushed_uids() == ["1.2.3"])
         wait_for(lambda: orthanc.properties.get(9721) == str(archive.last_seq))
         assert gnuhealth.batches[0]["server"]["public_url"] == "https://pacs.example"

@@ -63,6 +63,7 @@ def test_study_received_by_another_cluster_node_is_complete_only_at_stable_study
     worker = make_worker(orthanc, gnuhealth, clock, log)
     run_until_idle(worker)
     orthanc.store("1.2.3", "1.2.3.2", "1.2.3.2.1")
+    clock.advance(1)  # re-read at most once per PollInterval (push.py)
     run_until_idle(worker)
     orthanc.stabilize()
     run_until_idle(worker)
@@ -540,3 +541,47 @@ def test_the_status_lists_the_studies_gnu_health_holds_in_conflict(
     gnuhealth.conflicts = {second: note}
     assert worker.sync_study(first)["result"] == "pushed"
     assert worker.status.to_json()["conflicts"] == [{"orthanc_id": second, "note": note}]
+
+
+# ---- a study still receiving is read at most once per PollInterval ----
+
+def reads(orthanc, study_id):
+    return orthanc.requests.count(f"/studies/{study_id}/instances")
+
+
+def test_a_receiving_study_is_read_at_most_once_per_poll_interval(
+        orthanc, gnuhealth, clock, log):
+    study_id = orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.0")
+    worker = make_worker(orthanc, gnuhealth, clock, log, poll_interval=10)
+    first_read = clock.now
+    run_until_idle(worker)  # the first sight: pushed at once
+    assert (reads(orthanc, study_id), pushed(gnuhealth)) == (1, [(False, 1)])
+    for n in range(1, 30):  # 29 more instances, 2 more series, within the interval
+        orthanc.store("1.2.3", f"1.2.3.{n // 10 + 1}", f"1.2.3.{n // 10 + 1}.{n}")
+        clock.advance(0.3)
+        run_until_idle(worker)
+    assert (reads(orthanc, study_id), pushed(gnuhealth)) == (1, [(False, 1)])
+    assert worker._next_deadline() == first_read + 10  # the deferred read
+    clock.now = first_read + 10
+    run_until_idle(worker)
+    assert (reads(orthanc, study_id), pushed(gnuhealth)) == (2, [(False, 1), (False, 30)])
+    clock.advance(9)
+    run_until_idle(worker)  # nothing new since: no read
+    assert reads(orthanc, study_id) == 2
+    orthanc.stabilize()  # StableStudy: pushed at once, whatever the interval
+    run_until_idle(worker)
+    assert (reads(orthanc, study_id), pushed(gnuhealth)[-1]) == (3, (True, 30))
+
+
+def test_a_new_study_is_pushed_at_once_while_another_waits(orthanc, gnuhealth, clock, log):
+    first = orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1", patient_id="A")
+    worker = make_worker(orthanc, gnuhealth, clock, log, poll_interval=10)
+    run_until_idle(worker)
+    orthanc.store("1.2.3", "1.2.3.2", "1.2.3.2.1", patient_id="A")  # deferred
+    second = orthanc.store("1.2.4", "1.2.4.1", "1.2.4.1.1", patient_id="B")
+    run_until_idle(worker)
+    assert [s["orthanc_id"] for b in gnuhealth.batches for s in b["studies"]] == [first, second]
+    clock.advance(10)
+    run_until_idle(worker)
+    assert [s["orthanc_id"] for b in gnuhealth.batches for s in b["studies"]] == [
+        first, second, first]
