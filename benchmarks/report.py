@@ -32,7 +32,11 @@ def freshness(r):
             '| | p50 s | p95 s | max s |', '|---|---:|---:|---:|',
             *(f"| {name} | {v['p50']} | {v['p95']} | {v['max']} |" for name, v in
               (('first visible', r['first_visible_s']),
-               ('complete, after StableAge', r['complete_after_stable_s'])))]
+               ('complete, after StableAge', r['complete_after_stable_s']),
+               ("Orthanc's StableStudy, after StableAge",
+                r.get('stable_study_after_stable_s')),
+               ('complete, after the StableStudy', r.get('complete_after_stable_study_s')))
+              if v is not None)]
 
 
 def backfill(r):
