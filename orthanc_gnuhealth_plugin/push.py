@@ -72,9 +72,13 @@ class Pusher:
         pushed as not complete and watched, unless read less than
         PollInterval ago and not `new` (NewStudy: a study first seen, or
         seen again after Orthanc's database was replaced): those wait for
-        `push_deferred`. The others are not watched."""
+        `push_deferred`. The others are not watched, and go first."""
         orthanc_ids = [i for i in orthanc_ids
                        if not (i in receiving and i not in new and self._defer(i))]
+        # Complete studies first, in chunks of their own when there are
+        # enough of them: a user waits for "complete" (StableStudy), and a
+        # chunk is one transaction in GNU Health.
+        orthanc_ids.sort(key=lambda i: i in receiving)
         size = self._settings.studies_per_push
         for start in range(0, len(orthanc_ids), size):
             records = []

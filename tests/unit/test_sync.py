@@ -585,3 +585,18 @@ def test_a_new_study_is_pushed_at_once_while_another_waits(orthanc, gnuhealth, c
     run_until_idle(worker)
     assert [s["orthanc_id"] for b in gnuhealth.batches for s in b["studies"]] == [
         first, second, first]
+
+
+def test_a_complete_study_is_pushed_before_those_still_receiving(
+        orthanc, gnuhealth, clock, log):
+    stable = orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1", patient_id="A")
+    worker = make_worker(orthanc, gnuhealth, clock, log, studies_per_push=1)
+    run_until_idle(worker)
+    new = [orthanc.store(f"1.2.{n}", f"1.2.{n}.1", f"1.2.{n}.1.1", patient_id="B")
+           for n in (4, 5)]
+    # The first study's StableStudy, logged after the two new studies.
+    orthanc.studies[stable]["IsStable"] = True
+    orthanc._log("StableStudy", "Study", stable, "studies")
+    run_until_idle(worker)
+    assert [(s["orthanc_id"], s["complete"]) for b in gnuhealth.batches[1:]
+            for s in b["studies"]] == [(stable, True), (new[0], False), (new[1], False)]
