@@ -15,7 +15,7 @@ every POLL seconds:
   - complete after StableStudy: seen complete in GNU Health minus that:
     the plugin's and GNU Health's part (wake, read, push, commit).
 
-    .venv/bin/python benchmarks/freshness.py [--studies 100 --stable-age 10]
+    .venv/bin/python benchmarks/freshness.py [--studies 100 --stable-age 10] [--db postgresql]
 """
 import argparse
 import sys
@@ -86,11 +86,12 @@ def main(argv=None):
     parser.add_argument('--stable-age', type=int, default=10)
     parser.add_argument('--gap', type=float, default=0.2)
     parser.add_argument('--poll', type=float, default=0.05)
+    harness.add_database_argument(parser)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, harness.gnuhealth_database(args.db) as db:
         tmp = Path(tmp)
         archive = dataset.generate(tmp / 'archive', args.studies, args.series, args.instances)
-        trytond = stack.Trytond(tmp / 'trytond').start()
+        trytond = db.trytond(tmp / 'trytond').start()
         with harness.admin_session(trytond) as config:
             dataset.create_patients(config)
         orthanc = stack.Orthanc(tmp / 'orthanc', trytond.url, stable_age=args.stable_age)
@@ -109,7 +110,7 @@ def main(argv=None):
                 time.sleep(args.gap)  # pacing of the modality, not a wait
             stack.wait_until(lambda: len(watcher.complete) == len(sent),
                              args.stable_age + 120, 'every study complete in GNU Health')
-            result = {'studies': args.studies, 'instances_per_study':
+            result = {'database': db.kind, 'studies': args.studies, 'instances_per_study':
                       args.series * args.instances, 'stable_age': args.stable_age,
                       'poll_interval': args.poll}
             first = [watcher.seen[u] - start for u, (start, _) in sent.items()]
@@ -125,7 +126,7 @@ def main(argv=None):
                 result[name] = {'p50': round(harness.percentile(values, 0.5), 3),
                                 'p95': round(harness.percentile(values, 0.95), 3),
                                 'max': round(max(values), 3)}
-            harness.write_result('freshness', result, orthanc)
+            harness.write_result(db.result_name('freshness'), result, orthanc)
         finally:
             watcher.stopping.set()
             changes.stopping.set()

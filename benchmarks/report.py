@@ -42,7 +42,8 @@ def freshness(r):
 def backfill(r):
     lines = [f"studies of {r['series']} series x {r['instances']} instances; per-study "
              f"wall-time ratio last/first step: {r['per_study_cost_ratio_last_to_first']}", '',
-             '| studies | s | studies/s | ms/study | CPU s Orthanc / trytond | CPU ms/study '
+             '| studies | s | studies/s | ms/study | CPU s Orthanc / trytond (/ PostgreSQL) '
+             '| CPU ms/study '
              '| resync, nothing new, s | Orthanc RSS MiB before / after / after 2nd | load |',
              '|---:|---:|---:|---:|---|---:|---:|---|---:|']
     for s in r['steps']:
@@ -51,7 +52,7 @@ def backfill(r):
         rss = s['orthanc_rss_mib']
         lines.append(
             f"| {s['studies']} | {s['seconds']} | {s['studies_per_s']} | {s['ms_per_study']} | "
-            f"{cpu.get('orthanc', '')} / {cpu.get('trytond', '')} | {per:.2f} | "
+            f"{' / '.join(str(v) for v in cpu.values())} | {per:.2f} | "
             f"{s['resync_nothing_new_s']} | {rss['before']} / {rss['after']} / "
             f"{rss.get('after_second_resync', '')} | {s['load_average'][0]:.1f} |")
     return lines
@@ -80,7 +81,10 @@ def rest_routes(r):
 
 
 RENDER = {'ingest_overhead': ingest, 'freshness': freshness, 'backfill': backfill,
-          'backfill_30': backfill, 'memory': memory, 'rest_routes': rest_routes}
+          'backfill_30': backfill, 'memory': memory, 'rest_routes': rest_routes,
+          # Measurement 7: the same scripts with --db postgresql.
+          'freshness_postgresql': freshness, 'backfill_postgresql': backfill,
+          'backfill_30_postgresql': backfill}
 
 
 def main():
