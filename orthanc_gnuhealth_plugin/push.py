@@ -50,6 +50,15 @@ class Pusher:
         the study is stable and the worker does not watch it as receiving
         (this node's IsStable misses a study another node of a cluster
         receives, and every IsStable is true after a restart)."""
+        record = self._map_study(orthanc_id)
+        if record is not None:
+            if complete is None:
+                complete = record["complete"] and orthanc_id not in self._pending.receiving
+            record["complete"] = complete
+        return record
+
+    def _map_study(self, orthanc_id):
+        "The record as Orthanc has the study (complete: IsStable), or None."
         study = self._orthanc.get(f"/studies/{orthanc_id}")
         if study is None:
             return None
@@ -57,12 +66,23 @@ class Pusher:
         instances = self._orthanc.get(f"/studies/{orthanc_id}/instances")
         if series is None or instances is None:
             return None
-        record = mapping.map_study(study, series, instances,
-                                   self._text.study_text(study, instances))
-        if complete is None:
-            complete = record["complete"] and orthanc_id not in self._pending.receiving
-        record["complete"] = complete
-        return record
+        return mapping.map_study(study, series, instances,
+                                 self._text.study_text(study, instances))
+
+    def read_studies(self, orthanc_ids):
+        """The records of studies to push not watched (complete: IsStable),
+        None for those gone. Reads Orthanc only: the resync calls it from a
+        second thread while the worker's thread pushes (resync.py)."""
+        return [self._map_study(i) for i in orthanc_ids]
+
+    def push_read(self, orthanc_ids, records):
+        "Push the records `read_studies` gave for `orthanc_ids`, unwatched."
+        for orthanc_id in orthanc_ids:
+            self._forget(orthanc_id)
+        records = [r for r in records if r]
+        size = self._settings.studies_per_push
+        for start in range(0, len(records), size):
+            self.push_isolating(records[start:start + size])
 
     # ---- studies ----
 
@@ -102,16 +122,21 @@ class Pusher:
         return True
 
     def _read(self, orthanc_id, receiving):
-        self._deferred.pop(orthanc_id, None)
         if not receiving:
-            self._read_at.pop(orthanc_id, None)
-            self._pending.unwatch(orthanc_id)
+            self._forget(orthanc_id)
             return self.fetch_study(orthanc_id)
+        self._deferred.pop(orthanc_id, None)
         self._read_at[orthanc_id] = self._clock()
         record = self.fetch_study(orthanc_id, False)
         if record:
             self._pending.watch(orthanc_id, record["last_update"])
         return record
+
+    def _forget(self, orthanc_id):
+        "The study is pushed as Orthanc has it: no longer watched as receiving."
+        self._deferred.pop(orthanc_id, None)
+        self._read_at.pop(orthanc_id, None)
+        self._pending.unwatch(orthanc_id)
 
     def push_deferred(self):
         """Read and push the receiving studies whose deferred read is due;

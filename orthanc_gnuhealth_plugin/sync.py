@@ -90,7 +90,8 @@ class SyncWorker:
         self._next_attempt = 0.0
         self._uploads = Uploads(settings, orthanc, gnuhealth, self.status, log, clock)
         self._resync = Resync(settings, orthanc, self.status, log,
-                              on_finished=lambda: self._audit.restart("resync"))
+                              on_finished=lambda: self._audit.restart("resync"),
+                              deletions_seen=self._pending.deletions_seen)
 
     # ---- called from Orthanc's threads (cheap, no I/O) ----
 
@@ -201,7 +202,8 @@ class SyncWorker:
             self._pusher.complete_quiet(self._quiet_after)  # first: it may clear a failure
             self._pusher.push_deferred()
             self._pusher.retry_failed()
-            more = self._resync.step(self._pusher.push_studies) or more
+            more = self._resync.step(self._pusher.read_studies,
+                                     self._pusher.push_read) or more
             if not more and self._audit.due():
                 self._audit.step()  # only with the change log drained
             if not more and self._uploads.due():

@@ -3,7 +3,7 @@ import threading
 from orthanc_gnuhealth_plugin.pending import back_off_delay
 from orthanc_gnuhealth_plugin.sync import STABLE_GRACE, SyncWorker
 
-from fakes import FakeOrthanc, run_worker_until, settings
+from fakes import FakeGnuHealth, FakeOrthanc, run_worker_until, settings
 
 
 def make_worker(orthanc, gnuhealth, clock, log, **overrides):
@@ -600,3 +600,66 @@ def test_a_complete_study_is_pushed_before_those_still_receiving(
     run_until_idle(worker)
     assert [(s["orthanc_id"], s["complete"]) for b in gnuhealth.batches[1:]
             for s in b["studies"]] == [(stable, True), (new[0], False), (new[1], False)]
+
+
+# ---- the resync reads the next page while GNU Health stores one ----
+
+class ReadWatchingOrthanc(FakeOrthanc):
+    "Sets reads[path] (an Event) when the worker, from any thread, GETs path."
+
+    def __init__(self):
+        super().__init__()
+        self.reads = {}
+
+    def get(self, path):
+        if path in self.reads:
+            self.reads[path].set()
+        return super().get(path)
+
+
+class WaitingGnuHealth(FakeGnuHealth):
+    "A push of a batch starting with a study in `wait_for` waits for its Event."
+
+    def __init__(self):
+        super().__init__()
+        self.wait_for, self.overlapped = {}, []
+
+    def push(self, batch):
+        first = batch["studies"][0]["orthanc_id"] if batch["studies"] else None
+        if first in self.wait_for:
+            self.overlapped.append(self.wait_for[first].wait(5))
+        return super().push(batch)
+
+
+def test_the_resync_reads_the_next_page_while_gnu_health_stores_one(clock, log):
+    orthanc, gnuhealth = ReadWatchingOrthanc(), WaitingGnuHealth()
+    ids = sorted(store_studies(orthanc, 6))
+    worker = make_worker(orthanc, gnuhealth, clock, log, studies_per_push=2)
+    run_until_idle(worker)
+    gnuhealth.batches.clear()
+    for page, following in ((ids[0], ids[2]), (ids[2], ids[4])):
+        orthanc.reads[f"/studies/{following}"] = threading.Event()
+        gnuhealth.wait_for[page] = orthanc.reads[f"/studies/{following}"]
+    worker.start_resync()
+    progress = []
+    while worker.run_once():
+        progress.append(worker.status.to_json()["resync"]["done"])
+    # Each push waited for the read of the next page's first study: both
+    # happened at once (one page ahead, not more).
+    assert gnuhealth.overlapped == [True, True]
+    assert progress == [2, 4, 6]
+    assert sorted(gnuhealth.pushed_uids()) == [f"1.2.3.{n}" for n in range(6)]
+
+
+def test_a_page_read_ahead_is_not_pushed_after_a_deletion(orthanc, gnuhealth, clock, log):
+    ids = sorted(store_studies(orthanc, 4))
+    worker = make_worker(orthanc, gnuhealth, clock, log, studies_per_push=2)
+    run_until_idle(worker)
+    worker.start_resync()
+    worker.run_once()  # pushes ids[0:2], reads ids[2:4] ahead
+    for level, resource_id in orthanc.delete_study(ids[2]):
+        worker.note_deleted(level, resource_id)
+    run_until_idle(worker)
+    assert gnuhealth.pacs_state[ids[2]] == "deleted"
+    assert gnuhealth.pacs_state[ids[3]] == "available"
+    assert not worker.status.to_json()["resync"]["running"]
