@@ -3,6 +3,7 @@
 from trytond.exceptions import UserError
 from trytond.model.exceptions import AccessError
 from trytond.pool import Pool
+from trytond.pyson import PYSONEncoder
 from trytond.tests.test_tryton import _DBTestCase as DBTestCase
 from trytond.tests.test_tryton import with_transaction
 from trytond.transaction import Transaction
@@ -33,7 +34,6 @@ class BulkCreateTestCase(DBTestCase):
         pool = Pool()
         Study = pool.get('gnuhealth.radiology.study')
         Instance = pool.get(INSTANCE)
-        Series = pool.get(SERIES)
         study = Study(Study.push_from_pacs(make_batch())['studies']['study-1'])
         series = study.series[0]
         bulk, = Instance.search([
@@ -91,3 +91,25 @@ class BulkCreateTestCase(DBTestCase):
                             (series_id, '9.9'), {
                                 'series': series_id, 'sop_instance_uid': '9.9',
                                 'pacs_state': 'available'})])
+
+    @with_transaction()
+    def test_record_rules_on_create_are_checked(self):
+        "A record rule on creating instances holds for rows inserted in bulk"
+        pool = Pool()
+        Study = pool.get('gnuhealth.radiology.study')
+        RuleGroup = pool.get('ir.rule.group')
+        Model = pool.get('ir.model')
+        model, = Model.search([('model', '=', INSTANCE)])
+        RuleGroup.create([{
+                    'name': "Numbered images only", 'model': model.id,
+                    'global_p': True, 'perm_read': False, 'perm_write': False,
+                    'perm_create': True, 'perm_delete': False,
+                    'rules': [('create', [{
+                                    'domain': PYSONEncoder().encode(
+                                        [('number', '>', 100)])}])],
+                    }])
+        user = create_user('orthanc', "Orthanc", 'group_radiology_sync')
+        with Transaction().set_user(user.id), \
+                Transaction().set_context(_check_access=True):
+            with self.assertRaises(AccessError):
+                Study.push_from_pacs(make_batch())
