@@ -120,7 +120,8 @@ def main(argv=None):
                 assert in_gnuhealth == size, f'{in_gnuhealth} of {size} studies in GNU Health'
             first, last = rows[0], rows[-1]
             harness.write_result(db.result_name(args.name), {
-                'database': db.kind, 'series': args.series, 'instances': args.instances, 'steps': rows,
+                'database': db.kind, 'series': args.series, 'instances': args.instances,
+                'steps': rows,
                 'per_study_cost_ratio_last_to_first': round(
                     last['ms_per_study'] / first['ms_per_study'], 3)}, orthanc)
         finally:
