@@ -15,13 +15,16 @@ def load(directory):
 
 
 def ingest(r):
-    lines = ['| layout | plain inst/s (median of runs) | plugin inst/s | ratio | load avg after |',
-             '|---|---:|---:|---:|---|']
+    lines = ['| layout | plain inst/s (median of runs) | plugin inst/s | ratio '
+             '| Orthanc CPU ms/instance, plain / plugin | load avg after |',
+             '|---|---:|---:|---:|---|---|']
     for name, layout in r['layouts'].items():
         rates = layout['instances_per_s']
+        cpu = layout.get('orthanc_cpu_ms_per_instance')
+        cpu = f"{cpu['plain']['median']:.2f} / {cpu['plugin']['median']:.2f}" if cpu else ''
         lines.append(f"| {name} | {rates['plain']['median']:.0f} {rates['plain']['runs']} | "
                      f"{rates['plugin']['median']:.0f} {rates['plugin']['runs']} | "
-                     f"{layout['ratio']:.2f} | {layout['load_average_after'][0]:.1f} |")
+                     f"{layout['ratio']:.2f} | {cpu} | {layout['load_average_after'][0]:.1f} |")
     return [f"{r['instances']} instances, one storescu association per run, ABBA order", '',
             *lines]
 
