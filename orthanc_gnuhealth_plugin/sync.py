@@ -37,9 +37,9 @@ Reading and pushing the studies is push.py's (Pusher): it reads a study
 still receiving at most once per PollInterval. The worker keeps the loop,
 the timers and the back-off. A batch sent to GNU Health is {"server":
 {...}, "studies": [study records from mapping.map_study], "deleted":
-[{"level", "orthanc_id"}]}. Deletions
-are sent only for resources Orthanc still does not have when they are
-sent (a study deleted then received again stays available).
+[{"level", "orthanc_id"}]}. Deletions are sent only for resources Orthanc
+still does not have when they are sent (a study deleted then received
+again stays available).
 """
 import threading
 import time
@@ -186,7 +186,7 @@ class SyncWorker:
         """One step; True when more work is waiting (call again at once)."""
         if self._changes.cursor is None:
             self._pusher.viewers = viewers.installed_viewers(self._orthanc.get("/plugins"),
-                                                      self._orthanc.ohif_folder())
+                                                             self._orthanc.ohif_folder())
             self._quiet_after = self._orthanc.stable_age() + STABLE_GRACE
             self._pending.load()
             self._changes.start()
