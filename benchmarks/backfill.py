@@ -8,7 +8,10 @@ until the status says the resync finished, with the CPU seconds Orthanc
 and trytond used meanwhile. Then a second resync, with
 nothing new, is timed too. Orthanc's RSS is read before and after.
 
-    .venv/bin/python benchmarks/backfill.py [--sizes 250,500,1000,2000]
+    .venv/bin/python benchmarks/backfill.py [--sizes 250,500,1000,2000] [--db postgresql]
+
+On PostgreSQL the CPU seconds of the cluster (postmaster and backends) are
+reported beside trytond's.
 """
 import argparse
 import sys
@@ -33,8 +36,8 @@ def timed_resync(orthanc, timeout=900):
     return time.perf_counter() - started
 
 
-def fresh_gnuhealth(workdir):
-    trytond = stack.Trytond(workdir).start()
+def fresh_gnuhealth(db, workdir):
+    trytond = db.trytond(workdir).start()
     try:
         with harness.admin_session(trytond) as config:
             dataset.create_patients(config)
@@ -61,12 +64,13 @@ def main(argv=None):
     parser.add_argument('--series', type=int, default=1)
     parser.add_argument('--instances', type=int, default=3)
     parser.add_argument('--name', default='backfill', help='of the JSON result')
+    harness.add_database_argument(parser)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(',')]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, harness.gnuhealth_database(args.db) as db:
         tmp = Path(tmp)
-        trytond = fresh_gnuhealth(tmp / 'trytond-ingest')
+        trytond = fresh_gnuhealth(db, tmp / 'trytond-ingest')
         orthanc = stack.Orthanc(tmp / 'orthanc', trytond.url, gnuhealth=SETTINGS)
         try:
             orthanc.start()
@@ -83,16 +87,18 @@ def main(argv=None):
                                  'the archive complete in GNU Health', interval=1)
                 orthanc.stop()
                 trytond.stop()
-                trytond = fresh_gnuhealth(tmp / f'trytond-{size}')
+                trytond = fresh_gnuhealth(db, tmp / f'trytond-{size}')
                 orthanc = stack.Orthanc(tmp / 'orthanc', trytond.url, gnuhealth=SETTINGS)
                 orthanc.start()
                 harness.wait_synced(orthanc)
                 assert complete_in(trytond) == 0, 'GNU Health is not empty before the resync'
                 rss_before = harness.rss_mib(orthanc.process.pid)
-                pids = {'orthanc': orthanc.process.pid, 'trytond': trytond.process.pid}
-                cpu = {k: harness.cpu_seconds(p) for k, p in pids.items()}
+                pids = {'orthanc': orthanc.process.pid, 'trytond': trytond.process.pid,
+                        **db.cpu_pids()}
+                cpu = {k: harness.cpu_seconds(p, k == 'postgresql') for k, p in pids.items()}
                 seconds = timed_resync(orthanc)
-                cpu = {k: round(harness.cpu_seconds(p) - cpu[k], 2) for k, p in pids.items()}
+                cpu = {k: round(harness.cpu_seconds(p, k == 'postgresql') - cpu[k], 2)
+                       for k, p in pids.items()}
                 rss_after = harness.rss_mib(orthanc.process.pid)
                 in_gnuhealth = complete_in(trytond)
                 linked = linked_in(trytond)
@@ -113,8 +119,9 @@ def main(argv=None):
                 print(rows[-1], flush=True)
                 assert in_gnuhealth == size, f'{in_gnuhealth} of {size} studies in GNU Health'
             first, last = rows[0], rows[-1]
-            harness.write_result(args.name, {
-                'series': args.series, 'instances': args.instances, 'steps': rows,
+            harness.write_result(db.result_name(args.name), {
+                'database': db.kind, 'series': args.series, 'instances': args.instances,
+                'steps': rows,
                 'per_study_cost_ratio_last_to_first': round(
                     last['ms_per_study'] / first['ms_per_study'], 3)}, orthanc)
         finally:

@@ -61,10 +61,22 @@ def store_files(files, port):
     return time.perf_counter() - started
 
 
-def cpu_seconds(pid):
-    "CPU seconds (user + system) a process used so far, its threads included."
+def cpu_seconds(pid, children=False):
+    """CPU seconds (user + system) a process used so far, its threads
+    included; with `children`, those of its children too, living or ended
+    (PostgreSQL's backends are children of its postmaster)."""
     fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])  # children waited for
+        for stat in Path('/proc').glob('[0-9]*/stat'):
+            try:
+                child = stat.read_text().rsplit(')', 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            if child[1] == str(pid):
+                ticks += int(child[11]) + int(child[12])
+    return ticks / os.sysconf('SC_CLK_TCK')
 
 
 def rss_mib(pid):
@@ -72,6 +84,53 @@ def rss_mib(pid):
     for line in Path(f'/proc/{pid}/status').read_text().splitlines():
         if line.startswith('VmRSS:'):
             return int(line.split()[1]) / 1024
+
+
+DATABASES = ('sqlite', 'postgresql')
+
+
+def add_database_argument(parser):
+    parser.add_argument('--db', choices=DATABASES, default='sqlite',
+                        help="trytond's database: SQLite (the cached template) or "
+                             "PostgreSQL 15 (a private cluster the script starts)")
+
+
+@contextlib.contextmanager
+def gnuhealth_database(kind):
+    """Yield a Database: what makes each trytond of a benchmark, on SQLite
+    (a copy of the cached template) or on PostgreSQL (a private cluster
+    started here, stopped at the end; each trytond gets a fresh copy of GNU
+    Health's template database in it, so one trytond runs at a time)."""
+    if kind == 'sqlite':
+        stack.template_database()
+        yield Database(kind)
+        return
+    server = stack.PostgreSQL().start()
+    try:
+        stack.postgresql_template(server)
+        yield Database(kind, server)
+    finally:
+        server.stop()
+
+
+class Database:
+    def __init__(self, kind, postgresql=None):
+        self.kind, self.postgresql = kind, postgresql
+
+    def trytond(self, workdir):
+        "A stack.Trytond, not started, on this database."
+        return stack.Trytond(workdir, postgresql=self.postgresql)
+
+    def result_name(self, name):
+        "`name` of the JSON result; `name`_postgresql on PostgreSQL."
+        return name if self.kind == 'sqlite' else f'{name}_{self.kind}'
+
+    def cpu_pids(self):
+        "The processes whose CPU is the database's own (none for SQLite)."
+        if self.postgresql is None:
+            return {}
+        pid = int((self.postgresql.data / 'postmaster.pid').read_text().split()[0])
+        return {'postgresql': pid}
 
 
 @contextlib.contextmanager

@@ -15,13 +15,16 @@ def load(directory):
 
 
 def ingest(r):
-    lines = ['| layout | plain inst/s (median of runs) | plugin inst/s | ratio | load avg after |',
-             '|---|---:|---:|---:|---|']
+    lines = ['| layout | plain inst/s (median of runs) | plugin inst/s | ratio '
+             '| Orthanc CPU ms/instance, plain / plugin | load avg after |',
+             '|---|---:|---:|---:|---|---|']
     for name, layout in r['layouts'].items():
         rates = layout['instances_per_s']
+        cpu = layout.get('orthanc_cpu_ms_per_instance')
+        cpu = f"{cpu['plain']['median']:.2f} / {cpu['plugin']['median']:.2f}" if cpu else ''
         lines.append(f"| {name} | {rates['plain']['median']:.0f} {rates['plain']['runs']} | "
                      f"{rates['plugin']['median']:.0f} {rates['plugin']['runs']} | "
-                     f"{layout['ratio']:.2f} | {layout['load_average_after'][0]:.1f} |")
+                     f"{layout['ratio']:.2f} | {cpu} | {layout['load_average_after'][0]:.1f} |")
     return [f"{r['instances']} instances, one storescu association per run, ABBA order", '',
             *lines]
 
@@ -32,13 +35,18 @@ def freshness(r):
             '| | p50 s | p95 s | max s |', '|---|---:|---:|---:|',
             *(f"| {name} | {v['p50']} | {v['p95']} | {v['max']} |" for name, v in
               (('first visible', r['first_visible_s']),
-               ('complete, after StableAge', r['complete_after_stable_s'])))]
+               ('complete, after StableAge', r['complete_after_stable_s']),
+               ("Orthanc's StableStudy, after StableAge",
+                r.get('stable_study_after_stable_s')),
+               ('complete, after the StableStudy', r.get('complete_after_stable_study_s')))
+              if v is not None)]
 
 
 def backfill(r):
     lines = [f"studies of {r['series']} series x {r['instances']} instances; per-study "
              f"wall-time ratio last/first step: {r['per_study_cost_ratio_last_to_first']}", '',
-             '| studies | s | studies/s | ms/study | CPU s Orthanc / trytond | CPU ms/study '
+             '| studies | s | studies/s | ms/study | CPU s Orthanc / trytond (/ PostgreSQL) '
+             '| CPU ms/study '
              '| resync, nothing new, s | Orthanc RSS MiB before / after / after 2nd | load |',
              '|---:|---:|---:|---:|---|---:|---:|---|---:|']
     for s in r['steps']:
@@ -47,7 +55,7 @@ def backfill(r):
         rss = s['orthanc_rss_mib']
         lines.append(
             f"| {s['studies']} | {s['seconds']} | {s['studies_per_s']} | {s['ms_per_study']} | "
-            f"{cpu.get('orthanc', '')} / {cpu.get('trytond', '')} | {per:.2f} | "
+            f"{' / '.join(str(v) for v in cpu.values())} | {per:.2f} | "
             f"{s['resync_nothing_new_s']} | {rss['before']} / {rss['after']} / "
             f"{rss.get('after_second_resync', '')} | {s['load_average'][0]:.1f} |")
     return lines
@@ -76,7 +84,10 @@ def rest_routes(r):
 
 
 RENDER = {'ingest_overhead': ingest, 'freshness': freshness, 'backfill': backfill,
-          'backfill_30': backfill, 'memory': memory, 'rest_routes': rest_routes}
+          'backfill_30': backfill, 'memory': memory, 'rest_routes': rest_routes,
+          # Measurement 7: the same scripts with --db postgresql.
+          'freshness_postgresql': freshness, 'backfill_postgresql': backfill,
+          'backfill_30_postgresql': backfill}
 
 
 def main():

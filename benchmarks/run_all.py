@@ -2,7 +2,8 @@
 
 Results go to .cache/bench/ (or BENCH_RESULTS); docs/benchmarks.md says how
 to read them. `--tiny` runs each script on a tiny dataset (the smoke test);
-`--only backfill,freshness` runs some of them.
+`--only backfill,freshness` runs some of them. The `_postgresql` ones are
+measurement 7: the same scripts with trytond on PostgreSQL 15 (`--db`).
 
     .venv/bin/python benchmarks/run_all.py [--tiny] [--only NAMES]
 """
@@ -18,7 +19,9 @@ import ingest_overhead  # noqa: E402
 import memory  # noqa: E402
 import rest_routes  # noqa: E402
 
-# name: (module, arguments of the full run, arguments of the tiny run)
+PG = ['--db', 'postgresql']
+# name: (module, arguments of the full run, arguments of the tiny run or
+# None: not in the tiny run)
 MEASUREMENTS = {
     'ingest_overhead': (ingest_overhead, [], [
         '--studies', '2', '--series', '1', '--instances', '2', '--runs', '1',
@@ -37,6 +40,11 @@ MEASUREMENTS = {
     # GNU Health's own health_orthanc beside us; its venv is made on first use.
     'anchor': (anchor, [], ['--studies', '2', '--series', '1', '--instances', '2',
                             '--runs', '1']),
+    'freshness_postgresql': (freshness, PG, ['--studies', '2', '--instances', '2',
+                                             '--stable-age', '1', '--gap', '0', *PG]),
+    'backfill_postgresql': (backfill, PG, ['--sizes', '2,4', '--instances', '1', *PG]),
+    'backfill_30_postgresql': (backfill, ['--sizes', '200', '--series', '3', '--instances',
+                                          '10', '--name', 'backfill_30', *PG], None),
 }
 
 
@@ -47,6 +55,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     for name in args.only.split(','):
         module, full, tiny = MEASUREMENTS[name]
+        if args.tiny and tiny is None:
+            continue
         print(f'== {name}', flush=True)
         module.main(tiny if args.tiny else full)
 

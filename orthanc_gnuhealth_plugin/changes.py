@@ -17,6 +17,7 @@ _DELETABLE = {"Study": "study", "Series": "series", "Instance": "instance"}
 class Work:
     dirty_studies: list = field(default_factory=list)  # Orthanc study ids, in log order
     receiving: set = field(default_factory=set)  # dirty, not complete whatever IsStable says
+    new: set = field(default_factory=set)  # dirty with a NewStudy change: a first sight
     deleted: list = field(default_factory=list)  # {"level", "orthanc_id"}
 
 
@@ -49,6 +50,8 @@ def interpret(entries, parent_study_of):
         # that node received: in a cluster, the other nodes see a study still
         # arriving as stable. The shared log knows better: until its last
         # change in the page is StableStudy, the study is still arriving.
+        if change == "NewStudy":
+            work.new.add(study_id)
         if change == "StableStudy":
             work.receiving.discard(study_id)
         else:

@@ -18,6 +18,14 @@ _RESOURCE_NAMES = {
     orthanc.ResourceType.SERIES: "Series",
     orthanc.ResourceType.INSTANCE: "Instance",
 }
+# The changes that wake the worker: those after which a study must be read
+# (changes.py). Orthanc signals several changes per stored instance
+# (NewInstance, and NewChildInstance for its series, study and patient, not
+# in /changes): waking the worker for those would have it re-read /changes
+# and publish its metrics hundreds of times a second, competing with the
+# C-STORE threads for the CPU.
+_WAKING = frozenset({orthanc.ChangeType.NEW_STUDY, orthanc.ChangeType.NEW_SERIES,
+                     orthanc.ChangeType.STABLE_SERIES, orthanc.ChangeType.STABLE_STUDY})
 _STUDY_ID = r"([0-9a-f]{8}(?:-[0-9a-f]{8}){4})"
 # How long POST .../sync waits for the worker before answering "queued":
 # well under the time-out of common HTTP clients (30 s), whatever RpcTimeout.
@@ -117,7 +125,7 @@ class Plugin:
                 name = _RESOURCE_NAMES.get(resource_type)
                 if name:
                     self.worker.note_deleted(name, resource_id)
-            else:
+            elif change_type in _WAKING:
                 self.worker.wake()
 
     def start(self):

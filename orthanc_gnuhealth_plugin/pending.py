@@ -75,6 +75,7 @@ class Pending:
         self._clock = clock
         self._lock = threading.Lock()
         self._noted = []  # deletions seen by the callback, not yet persisted
+        self._deletions_seen = 0  # how many deletions were ever seen (resync.py)
         self.deleted = []  # persisted deletions GNU Health has not taken yet
         self.failed = {}  # Orthanc study id -> FailedStudy
         # Orthanc study id -> {"last_update": Orthanc's LastUpdate, "seen": the
@@ -127,6 +128,12 @@ class Pending:
         """From Orthanc's threads: no I/O, persisted by `persist_noted`."""
         with self._lock:
             self._noted.append(gone)
+            self._deletions_seen += 1
+
+    def deletions_seen(self):
+        "A counter of the deletions seen, by the callback or in /changes."
+        with self._lock:
+            return self._deletions_seen
 
     def persist_noted(self):
         with self._lock:
@@ -142,6 +149,8 @@ class Pending:
             if (gone["level"], gone["orthanc_id"]) not in known:
                 known.add((gone["level"], gone["orthanc_id"]))
                 self.deleted.append(gone)
+                with self._lock:
+                    self._deletions_seen += 1
         return self.deleted
 
     def deletions_sent(self):

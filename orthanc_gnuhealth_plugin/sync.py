@@ -33,29 +33,30 @@ the deleted resource), so the OnChange callback notes them
 crash, another cluster node or a hand edit still leaves wrong, the
 continuous audit (audit.py) finds and repairs.
 
-A batch sent to GNU Health is {"server": {...}, "studies": [study records
-from mapping.map_study], "deleted": [{"level", "orthanc_id"}]}. Deletions
-are sent only for resources Orthanc still does not have when they are
-sent (a study deleted then received again stays available).
+Reading and pushing the studies is push.py's (Pusher): it reads a study
+still receiving at most once per PollInterval. The worker keeps the loop,
+the timers and the back-off. A batch sent to GNU Health is {"server":
+{...}, "studies": [study records from mapping.map_study], "deleted":
+[{"level", "orthanc_id"}]}. Deletions are sent only for resources Orthanc
+still does not have when they are sent (a study deleted then received
+again stays available).
 """
 import threading
 import time
 import traceback
 
-from . import changes, dicom_text, mapping, viewers
+from . import changes, dicom_text, viewers
 from .audit import Audit
 from .change_log import ChangeLog
-from .errors import GnuHealthUnavailable, StudyRejected
+from .errors import GnuHealthUnavailable
 from .on_demand import OnDemand
-from .pending import Pending, back_off_delay, iso
+from .pending import Pending, back_off_delay
+from .push import Pusher
 from .resync import Resync
 from .status import Status
 from .uploads import Uploads
 
 
-# Deletions per RPC call; GNU Health marks them in slices.
-DELETIONS_PER_PUSH = 500
-_PATHS = {"study": "studies", "series": "series", "instance": "instances"}
 # Seconds beyond StableAge before the worker declares a quiet study complete
 # itself: Orthanc checks stability about once a second, so its own
 # StableStudy comes first whenever Orthanc did not restart meanwhile.
@@ -70,18 +71,17 @@ class SyncWorker:
         self._gnuhealth = gnuhealth
         self._log = log  # log(level, line), level in "info", "warning", "error"
         self._clock = clock
-        # Where Orthanc misdecodes text (ISO 2022), pydicom reads it: dicom_text.py.
-        self._text = text or dicom_text.TextReader(orthanc.get_raw, log)
         # Called in the worker thread after each step (the bridge's metrics).
         self._after_step = after_step or (lambda: None)
-        self._viewers = None  # installed viewer names, read from Orthanc on first run
-        self._conflicts = {}  # Orthanc study id -> GNU Health's conflict note
         self.status = Status()
         self._wake = threading.Event()  # something changed in Orthanc
         self._urgent = threading.Event()  # a user asked for something, or stop
         self._stopping = threading.Event()
         self._on_demand = OnDemand(wake=self._wake_urgently)
         self._pending = Pending(settings, orthanc, self.status, log, clock)
+        # Where Orthanc misdecodes text (ISO 2022), pydicom reads it: dicom_text.py.
+        self._pusher = Pusher(settings, orthanc, gnuhealth, self._pending, self.status, log,
+                              clock, text or dicom_text.TextReader(orthanc.get_raw, log))
         self._audit = Audit(settings, orthanc, gnuhealth, self.status, log, clock, self)
         self._changes = ChangeLog(settings, orthanc, self.status, log, clock,
                                   on_restart=self._audit.restart)
@@ -90,7 +90,8 @@ class SyncWorker:
         self._next_attempt = 0.0
         self._uploads = Uploads(settings, orthanc, gnuhealth, self.status, log, clock)
         self._resync = Resync(settings, orthanc, self.status, log,
-                              on_finished=lambda: self._audit.restart("resync"))
+                              on_finished=lambda: self._audit.restart("resync"),
+                              deletions_seen=self._pending.deletions_seen)
 
     # ---- called from Orthanc's threads (cheap, no I/O) ----
 
@@ -173,33 +174,36 @@ class SyncWorker:
                                          self._settings.poll_interval)))
 
     def _next_deadline(self):
-        """When a timer of the worker fires: a quiet receiving study, the
-        next audit page, the next look for uploads, the end of the wait at
-        a gap."""
-        times = [self._pending.next_quiet(self._quiet_after or 0), self._audit.next_time(),
-                 self._uploads.next_time(), self._changes.gap_deadline()]
+        """When a timer of the worker fires: a quiet receiving study, a
+        deferred read of a receiving study, the next audit page, the next
+        look for uploads, the end of the wait at a gap."""
+        times = [self._pending.next_quiet(self._quiet_after or 0), self._pusher.next_time(),
+                 self._audit.next_time(), self._uploads.next_time(),
+                 self._changes.gap_deadline()]
         return min([t for t in times if t is not None], default=float("inf"))
 
     def run_once(self):
         """One step; True when more work is waiting (call again at once)."""
         if self._changes.cursor is None:
-            self._viewers = viewers.installed_viewers(self._orthanc.get("/plugins"),
-                                                      self._orthanc.ohif_folder())
+            self._pusher.viewers = viewers.installed_viewers(self._orthanc.get("/plugins"),
+                                                             self._orthanc.ohif_folder())
             self._quiet_after = self._orthanc.stable_age() + STABLE_GRACE
             self._pending.load()
             self._changes.start()
             self._audit.restart("start")
         self._pending.persist_noted()
-        self._on_demand.serve(self.sync_study)
+        self._on_demand.serve(self._pusher.sync_study)
         now = self._clock()
         if now < self._next_attempt:
             self.status.update(next_attempt_in=round(self._next_attempt - now, 3))
             return False
         try:
             more = self._push_changes()
-            self._complete_quiet_studies()  # first: it may clear a failed study
-            self._retry_failed()
-            more = self._resync.step(self._push_studies) or more
+            self._pusher.complete_quiet(self._quiet_after)  # first: it may clear a failure
+            self._pusher.push_deferred()
+            self._pusher.retry_failed()
+            more = self._resync.step(self._pusher.read_studies,
+                                     self._pusher.push_read) or more
             if not more and self._audit.due():
                 self._audit.step()  # only with the change log drained
             if not more and self._uploads.due():
@@ -231,11 +235,11 @@ class SyncWorker:
     def _push_changes(self):
         entries, last, more = self._changes.read()
         work = changes.interpret(entries, self._parent_study)
-        self._push_studies(work.dirty_studies, work.receiving)
+        self._pusher.push_studies(work.dirty_studies, work.receiving, work.new)
         deleted = self._pending.add_deleted(work.deleted)
         if deleted:
             # Persisted until sent: an outage here keeps them for the next try.
-            self._push_deletions(deleted)
+            self._pusher.push_deletions(deleted)
             self._pending.deletions_sent()
         self._pending.save()  # the studies still receiving, before the cursor moves
         self._changes.advance(last)
@@ -244,150 +248,6 @@ class SyncWorker:
     def _parent_study(self, series_id):
         series = self._orthanc.get(f"/series/{series_id}")
         return series.get("ParentStudy") if series else None
-
-    # ---- pushing ----
-
-    def _fetch_study(self, orthanc_id, complete=None):
-        """The study record, or None when the study left Orthanc meanwhile.
-
-        `complete`: True/False forces it; None: complete when Orthanc says
-        the study is stable and the worker does not watch it as receiving
-        (this node's IsStable misses a study another node of a cluster
-        receives, and every IsStable is true after a restart)."""
-        study = self._orthanc.get(f"/studies/{orthanc_id}")
-        if study is None:
-            return None
-        series = self._orthanc.get(f"/studies/{orthanc_id}/series")
-        instances = self._orthanc.get(f"/studies/{orthanc_id}/instances")
-        if series is None or instances is None:
-            return None
-        record = mapping.map_study(study, series, instances,
-                                   self._text.study_text(study, instances))
-        if complete is None:
-            complete = record["complete"] and orthanc_id not in self._pending.receiving
-        record["complete"] = complete
-        return record
-
-    def _push_studies(self, orthanc_ids, receiving=frozenset()):
-        """Fetch and push studies StudiesPerPush at a time (bounded memory).
-        Those in `receiving` (their last change is not StableStudy) are
-        pushed as not complete and watched; the others are not watched."""
-        size = self._settings.studies_per_push
-        for start in range(0, len(orthanc_ids), size):
-            records = []
-            for orthanc_id in orthanc_ids[start:start + size]:
-                if orthanc_id not in receiving:
-                    self._pending.unwatch(orthanc_id)
-                record = self._fetch_study(orthanc_id, False if orthanc_id in receiving
-                                           else None)
-                if record and orthanc_id in receiving:
-                    self._pending.watch(orthanc_id, record["last_update"])
-                if record:
-                    records.append(record)
-            if records:
-                self._push_isolating(records)
-
-    def _complete_quiet_studies(self):
-        """Push as complete each watched study whose LastUpdate did not
-        change for StableAge + STABLE_GRACE seconds: its StableStudy never
-        came (Orthanc restarted meanwhile, or the change was skipped)."""
-        for orthanc_id in self._pending.quiet(self._quiet_after):
-            watched = self._pending.receiving[orthanc_id]
-            record = self._fetch_study(orthanc_id, complete=True)
-            if record is not None and record["last_update"] != watched["last_update"]:
-                self._pending.watch(orthanc_id, record["last_update"])
-                continue
-            if record is not None:
-                self._push_isolating([record])
-                self._log("info", f"GNU Health: study {record['study_uid']} (Orthanc "
-                                  f"{orthanc_id}) had no new instance for "
-                                  f"{self._quiet_after:g} s and no StableStudy; pushed "
-                                  f"as complete")
-            self._pending.unwatch(orthanc_id)
-        self._pending.save()
-
-    def _push_deletions(self, deleted):
-        """Tell GNU Health what left Orthanc, in slices; what Orthanc has
-        again (deleted then received again) is left out."""
-        still_gone = [d for d in deleted
-                      if self._orthanc.get(f"/{_PATHS[d['level']]}/{d['orthanc_id']}") is None]
-        for start in range(0, len(still_gone), DELETIONS_PER_PUSH):
-            chunk = still_gone[start:start + DELETIONS_PER_PUSH]
-            try:
-                self._push([], chunk)
-            except StudyRejected as error:
-                self._log("error", f"GNU Health refused to mark {len(chunk)} deleted "
-                                   f"resource(s) as gone from the PACS; they stay as they "
-                                   f"are in GNU Health: {error}")
-            else:
-                counts = {}
-                for d in chunk:
-                    counts[d["level"]] = counts.get(d["level"], 0) + 1
-                self._log("info", "GNU Health: marked as deleted from the PACS: " + ", ".join(
-                    f"{n} {level}" for level, n in sorted(counts.items())))
-
-    def _push_isolating(self, records):
-        """Push a chunk; if GNU Health rejects it, push its studies one by
-        one so a single bad study cannot hold back the others."""
-        try:
-            self._push(records, [])
-        except StudyRejected as error:
-            if len(records) == 1:
-                self._pending.record_failure(records[0], str(error))
-                return
-            self._log("warning", f"GNU Health rejected a batch of {len(records)} studies "
-                                 f"({error}); pushing them one by one")
-            for record in records:
-                self._push_isolating([record])
-        else:
-            for record in records:
-                self._pending.succeeded(record)
-
-    def _push(self, records, deleted):
-        batch = {"server": self._server(), "studies": records, "deleted": deleted}
-        started = self._clock()
-        try:
-            answer = self._gnuhealth.push(batch)
-        except StudyRejected:
-            self.status.update(gnuhealth_reachable=True)  # it answered
-            raise
-        now = self._clock()
-        self.status.update(gnuhealth_reachable=True, pushes=self.status.get("pushes") + 1,
-                           last_push={"at": iso(now), "studies": len(records),
-                                      "deleted": len(deleted),
-                                      "seconds": round(now - started, 3)})
-        self._note_conflicts(records, answer)
-
-    def _note_conflicts(self, records, answer):
-        """Keep GNU Health's word on the studies it holds in conflict (a UID
-        under two PatientIDs, contradicting evidence), as of their last push,
-        so the status says what the Explorer panel says."""
-        conflicts = answer.get("conflicts") if isinstance(answer, dict) else None
-        if not isinstance(conflicts, dict):
-            return  # a health_radiology older than the conflicts answer
-        for record in records:
-            self._conflicts.pop(record["orthanc_id"], None)
-        self._conflicts.update(conflicts)
-        self.status.update(conflicts=[{"orthanc_id": orthanc_id, "note": note}
-                                      for orthanc_id, note in sorted(self._conflicts.items())])
-
-    def _server(self):
-        settings = self._settings
-        return {
-            "label": settings.server_label,
-            "public_url": settings.public_url.rstrip("/"),
-            "viewers": self._viewers or [],
-            "templates": dict(settings.viewer_templates),
-            "accession_issuers": list(settings.local_accession_issuers),
-        }
-
-    def _retry_failed(self):
-        for orthanc_id in self._pending.due():
-            record = self._fetch_study(orthanc_id)
-            if record is None:
-                self._pending.forget(orthanc_id)
-            else:
-                self._push_isolating([record])
 
     # ---- for the audit (audit.py) ----
 
@@ -400,26 +260,13 @@ class SyncWorker:
         self._pending.save()
 
     def repair(self, orthanc_ids):
-        self._push_studies(orthanc_ids)
+        self._pusher.push_studies(orthanc_ids)
 
     def mark_deleted(self, deleted):
-        self._push_deletions(deleted)
+        self._pusher.push_deletions(deleted)
 
     # ---- on demand ----
 
     def sync_study(self, orthanc_id):
         """Push one study now, whatever the back-off; returns what happened."""
-        record = self._fetch_study(orthanc_id)
-        if record is None:
-            return {"orthanc_id": orthanc_id, "result": "not-found"}
-        answer = {"orthanc_id": orthanc_id, "study_uid": record["study_uid"]}
-        try:
-            self._push([record], [])
-        except StudyRejected as error:
-            self._pending.record_failure(record, str(error))
-            return {**answer, "result": "rejected", "reason": str(error)}
-        except GnuHealthUnavailable as error:
-            self.status.update(gnuhealth_reachable=False, last_error=str(error))
-            return {**answer, "result": "unavailable", "reason": str(error)}
-        self._pending.succeeded(record)
-        return {**answer, "result": "pushed"}
+        return self._pusher.sync_study(orthanc_id)

@@ -53,9 +53,12 @@ class Instance(PacsResourceMixin, ModelSQL, ModelView):
         content of the series in the PACS.
         Return the ids of the series whose content changed.
         """
+        # Thousands per push, every value checked by read_snapshot: one
+        # INSERT per slice rather than one validated record each.
         _, changed, missing = upsert(
             cls, 'series', 'sop_instance_uid', snapshots, (
                 [('series', 'in', list(series_ids))]
-                for series_ids in grouped_slice(list(snapshots))))
+                for series_ids in grouped_slice(list(snapshots))),
+            bulk=True)
         cls.mark_pacs_deleted(cls.browse(list(missing.values())))
         return {series_id for series_id, _ in changed | set(missing)}

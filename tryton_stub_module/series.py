@@ -126,10 +126,12 @@ class Series(PacsResourceMixin, ModelSQL, ModelView):
         """
         pool = Pool()
         Instance = pool.get('gnuhealth.radiology.instance')
+        # Every value checked by read_snapshot: one INSERT per slice.
         ids, changed, missing = upsert(
             cls, 'study', 'series_uid', snapshots, (
                 [('study', 'in', list(study_ids))]
-                for study_ids in grouped_slice(list(snapshots))))
+                for study_ids in grouped_slice(list(snapshots))),
+            bulk=True)
         cls.mark_pacs_deleted(cls.browse(list(missing.values())))
         changed_studies = {study_id for study_id, _ in changed | set(missing)}
         study_of = {

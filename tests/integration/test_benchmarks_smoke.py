@@ -13,10 +13,11 @@ REPO = Path(__file__).resolve().parents[2]
 def test_every_benchmark_runs_on_a_tiny_dataset(tmp_path):
     env = dict(os.environ, BENCH_RESULTS=str(tmp_path))
     subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'run_all.py'), '--tiny'],
-                   check=True, env=env, timeout=420)
+                   check=True, env=env, timeout=600)
     results = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob('*.json')}
-    assert sorted(results) == ['anchor', 'backfill', 'backfill_30', 'freshness',
-                               'ingest_overhead', 'memory', 'rest_routes']
+    assert sorted(results) == ['anchor', 'backfill', 'backfill_30', 'backfill_postgresql',
+                               'freshness', 'freshness_postgresql', 'ingest_overhead',
+                               'memory', 'rest_routes']
     # Every study of the tiny archive reached GNU Health, at each step.
     steps = results['backfill']['steps']
     assert [s['complete_in_gnuhealth'] for s in steps] == [2, 4]
@@ -26,7 +27,20 @@ def test_every_benchmark_runs_on_a_tiny_dataset(tmp_path):
     assert results['backfill_30']['steps'][0]['complete_in_gnuhealth'] == 2
     pinned = results['ingest_overhead']['layouts']['pinned']
     assert pinned['ratio'] > 0 and set(pinned['instances_per_s']) == {'plain', 'plugin'}
-    assert results['freshness']['complete_after_stable_s']['max'] is not None
+    for name in ('freshness', 'freshness_postgresql'):
+        fresh = results[name]
+        assert all(fresh[k]['max'] is not None for k in (
+            'complete_after_stable_s', 'stable_study_after_stable_s',
+            'complete_after_stable_study_s'))
+    # --db postgresql: the same measurements, trytond on PostgreSQL, with
+    # the cluster's own CPU beside trytond's.
+    assert results['freshness_postgresql']['database'] == 'postgresql'
+    pg = results['backfill_postgresql']
+    assert pg['database'] == 'postgresql'
+    assert [s['complete_in_gnuhealth'] for s in pg['steps']] == [2, 4]
+    assert all(s['cpu_s']['postgresql'] > 0 for s in pg['steps'])
+    assert results['backfill']['database'] == 'sqlite'
+    assert pinned['orthanc_cpu_ms_per_instance']['plugin']['median'] > 0
     memory = results['memory']
     # RSS at start and after each of the two chunks, both sides.
     assert [len(v) for v in memory['rss_mib_after_each_chunk'].values()] == [3, 3]

@@ -18,7 +18,9 @@ orthanc = types.ModuleType("orthanc")
 orthanc.GetConfiguration = lambda: json.dumps({{"GnuHealth": {{}}}})
 for name in ("LogError", "LogWarning", "LogInfo"):
     setattr(orthanc, name, lambda line, name=name: print(name, line))
-orthanc.ChangeType = types.SimpleNamespace(ORTHANC_STARTED=10, ORTHANC_STOPPED=11, DELETED=1)
+orthanc.ChangeType = types.SimpleNamespace(ORTHANC_STARTED=10, ORTHANC_STOPPED=11, DELETED=1,
+                                          NEW_SERIES=5, NEW_STUDY=6, STABLE_SERIES=8,
+                                          STABLE_STUDY=9)
 orthanc.ResourceType = types.SimpleNamespace(STUDY=1, SERIES=2, INSTANCE=3)
 sys.modules["orthanc"] = orthanc
 runpy.run_path({str(LAUNCHER)!r}, run_name="__main__")

@@ -83,7 +83,7 @@ def test_lifecycle_changes_and_routes(load, archive, gnuhealth):
     try:
         wait_for(lambda: plugin.worker.status.get("cursor") == 0)
         study = archive.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
-        orthanc.on_change(ct.NEW_INSTANCE, rt.INSTANCE, "i")  # wakes the 30 s poll
+        orthanc.on_change(ct.NEW_STUDY, rt.STUDY, study)  # wakes the 30 s poll
         wait_for(lambda: gnuhealth.pushed_uids() == ["1.2.3"])
         wait_for(lambda: orthanc.properties.get(9721) == str(archive.last_seq))
         assert gnuhealth.batches[0]["server"]["public_url"] == "https://pacs.example"
@@ -227,3 +227,35 @@ def test_ohif_pages_answer_its_index_when_serve_folders_serves_it(load, archive,
     study = archive.store("1.2.3", "1.2.3.1", "1.2.3.1.1")
     viewers = orthanc.call(f"/gnuhealth/studies/{study}/viewers").json()
     assert viewers["ohif"] == "https://pacs.example/ohif/viewer?StudyInstanceUIDs=1.2.3"
+
+
+class WakeCounter:
+    "Stands for the worker: counts the wakes and the deletions noted."
+
+    def __init__(self):
+        self.wakes, self.deleted = 0, []
+
+    def wake(self):
+        self.wakes += 1
+
+    def note_deleted(self, resource_type, orthanc_id):
+        self.deleted.append((resource_type, orthanc_id))
+
+
+def test_only_changes_that_make_a_study_dirty_wake_the_worker(load):
+    orthanc, plugin = load()
+    ct, rt = orthanc.ChangeType, orthanc.ResourceType
+    plugin.worker = WakeCounter()
+    # What Orthanc signals for each stored instance: none of it is worth a
+    # read of /changes (changes.py ignores them).
+    for change, resource in ((ct.NEW_INSTANCE, rt.INSTANCE), (ct.NEW_CHILD_INSTANCE, rt.SERIES),
+                             (ct.NEW_CHILD_INSTANCE, rt.STUDY), (ct.NEW_PATIENT, rt.PATIENT),
+                             (ct.STABLE_PATIENT, rt.PATIENT)):
+        orthanc.on_change(change, resource, "x")
+    assert plugin.worker.wakes == 0
+    for change, resource in ((ct.NEW_STUDY, rt.STUDY), (ct.NEW_SERIES, rt.SERIES),
+                             (ct.STABLE_SERIES, rt.SERIES), (ct.STABLE_STUDY, rt.STUDY)):
+        orthanc.on_change(change, resource, "x")
+    assert plugin.worker.wakes == 4
+    orthanc.on_change(ct.DELETED, rt.STUDY, "s")
+    assert (plugin.worker.wakes, plugin.worker.deleted) == (4, [("Study", "s")])

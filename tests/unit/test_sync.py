@@ -3,7 +3,7 @@ import threading
 from orthanc_gnuhealth_plugin.pending import back_off_delay
 from orthanc_gnuhealth_plugin.sync import STABLE_GRACE, SyncWorker
 
-from fakes import FakeOrthanc, run_worker_until, settings
+from fakes import FakeGnuHealth, FakeOrthanc, run_worker_until, settings
 
 
 def make_worker(orthanc, gnuhealth, clock, log, **overrides):
@@ -75,6 +75,7 @@ def test_study_received_by_another_cluster_node_is_complete_only_at_stable_study
     worker = make_worker(orthanc, gnuhealth, clock, log)
     run_until_idle(worker)
     orthanc.store("1.2.3", "1.2.3.2", "1.2.3.2.1")
+    clock.advance(1)  # re-read at most once per PollInterval (push.py)
     run_until_idle(worker)
     orthanc.stabilize()
     run_until_idle(worker)
@@ -537,3 +538,125 @@ def test_the_status_lists_the_studies_gnu_health_holds_in_conflict(
     gnuhealth.conflicts = {second: note}
     assert worker.sync_study(first)["result"] == "pushed"
     assert worker.status.to_json()["conflicts"] == [{"orthanc_id": second, "note": note}]
+
+
+# ---- a study still receiving is read at most once per PollInterval ----
+
+def reads(orthanc, study_id):
+    return orthanc.requests.count(f"/studies/{study_id}/instances")
+
+
+def test_a_receiving_study_is_read_at_most_once_per_poll_interval(
+        orthanc, gnuhealth, clock, log):
+    study_id = orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.0")
+    worker = make_worker(orthanc, gnuhealth, clock, log, poll_interval=10)
+    first_read = clock.now
+    run_until_idle(worker)  # the first sight: pushed at once
+    assert (reads(orthanc, study_id), pushed(gnuhealth)) == (1, [(False, 1)])
+    for n in range(1, 30):  # 29 more instances, 2 more series, within the interval
+        orthanc.store("1.2.3", f"1.2.3.{n // 10 + 1}", f"1.2.3.{n // 10 + 1}.{n}")
+        clock.advance(0.3)
+        run_until_idle(worker)
+    assert (reads(orthanc, study_id), pushed(gnuhealth)) == (1, [(False, 1)])
+    assert worker._next_deadline() == first_read + 10  # the deferred read
+    clock.now = first_read + 10
+    run_until_idle(worker)
+    assert (reads(orthanc, study_id), pushed(gnuhealth)) == (2, [(False, 1), (False, 30)])
+    clock.advance(9)
+    run_until_idle(worker)  # nothing new since: no read
+    assert reads(orthanc, study_id) == 2
+    orthanc.stabilize()  # StableStudy: pushed at once, whatever the interval
+    run_until_idle(worker)
+    assert (reads(orthanc, study_id), pushed(gnuhealth)[-1]) == (3, (True, 30))
+
+
+def test_a_new_study_is_pushed_at_once_while_another_waits(orthanc, gnuhealth, clock, log):
+    first = orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1", patient_id="A")
+    worker = make_worker(orthanc, gnuhealth, clock, log, poll_interval=10)
+    run_until_idle(worker)
+    orthanc.store("1.2.3", "1.2.3.2", "1.2.3.2.1", patient_id="A")  # deferred
+    second = orthanc.store("1.2.4", "1.2.4.1", "1.2.4.1.1", patient_id="B")
+    run_until_idle(worker)
+    assert [s["orthanc_id"] for b in gnuhealth.batches for s in b["studies"]] == [first, second]
+    clock.advance(10)
+    run_until_idle(worker)
+    assert [s["orthanc_id"] for b in gnuhealth.batches for s in b["studies"]] == [
+        first, second, first]
+
+
+def test_a_complete_study_is_pushed_before_those_still_receiving(
+        orthanc, gnuhealth, clock, log):
+    stable = orthanc.store("1.2.3", "1.2.3.1", "1.2.3.1.1", patient_id="A")
+    worker = make_worker(orthanc, gnuhealth, clock, log, studies_per_push=1)
+    run_until_idle(worker)
+    new = [orthanc.store(f"1.2.{n}", f"1.2.{n}.1", f"1.2.{n}.1.1", patient_id="B")
+           for n in (4, 5)]
+    # The first study's StableStudy, logged after the two new studies.
+    orthanc.studies[stable]["IsStable"] = True
+    orthanc._log("StableStudy", "Study", stable, "studies")
+    run_until_idle(worker)
+    assert [(s["orthanc_id"], s["complete"]) for b in gnuhealth.batches[1:]
+            for s in b["studies"]] == [(stable, True), (new[0], False), (new[1], False)]
+
+
+# ---- the resync reads the next page while GNU Health stores one ----
+
+class ReadWatchingOrthanc(FakeOrthanc):
+    "Sets reads[path] (an Event) when the worker, from any thread, GETs path."
+
+    def __init__(self):
+        super().__init__()
+        self.reads = {}
+
+    def get(self, path):
+        if path in self.reads:
+            self.reads[path].set()
+        return super().get(path)
+
+
+class WaitingGnuHealth(FakeGnuHealth):
+    "A push of a batch starting with a study in `wait_for` waits for its Event."
+
+    def __init__(self):
+        super().__init__()
+        self.wait_for, self.overlapped = {}, []
+
+    def push(self, batch):
+        first = batch["studies"][0]["orthanc_id"] if batch["studies"] else None
+        if first in self.wait_for:
+            self.overlapped.append(self.wait_for[first].wait(5))
+        return super().push(batch)
+
+
+def test_the_resync_reads_the_next_page_while_gnu_health_stores_one(clock, log):
+    orthanc, gnuhealth = ReadWatchingOrthanc(), WaitingGnuHealth()
+    ids = sorted(store_studies(orthanc, 6))
+    worker = make_worker(orthanc, gnuhealth, clock, log, studies_per_push=2)
+    run_until_idle(worker)
+    gnuhealth.batches.clear()
+    for page, following in ((ids[0], ids[2]), (ids[2], ids[4])):
+        orthanc.reads[f"/studies/{following}"] = threading.Event()
+        gnuhealth.wait_for[page] = orthanc.reads[f"/studies/{following}"]
+    worker.start_resync()
+    progress = []
+    while worker.run_once():
+        progress.append(worker.status.to_json()["resync"]["done"])
+    # Each push waited for the read of the next page's first study: both
+    # happened at once (one page ahead, not more).
+    assert gnuhealth.overlapped == [True, True]
+    assert progress == [2, 4, 6]
+    assert sorted(gnuhealth.pushed_uids()) == [f"1.2.3.{n}" for n in range(6)]
+
+
+def test_a_page_read_ahead_is_not_pushed_after_a_deletion(orthanc, gnuhealth, clock, log):
+    ids = sorted(store_studies(orthanc, 4))
+    worker = make_worker(orthanc, gnuhealth, clock, log, studies_per_push=2)
+    run_until_idle(worker)
+    worker.start_resync()
+    worker.run_once()  # pushes ids[0:2], reads ids[2:4] ahead
+    for level, resource_id in orthanc.delete_study(ids[2]):
+        worker.note_deleted(level, resource_id)
+    run_until_idle(worker)
+    assert gnuhealth.pacs_state[ids[2]] == "deleted"
+    assert gnuhealth.pacs_state[ids[3]] == "available"
+    assert not worker.status.to_json()["resync"]["running"]

@@ -7,7 +7,7 @@ def load_tests(loader, tests, pattern):
     # Let `python -m unittest tryton_stub_module.tests` run every test of
     # the module, as Tryton's own runner does with discovery.
     for name in ['test_module', 'test_identity', 'test_upload',
-            'test_scenario']:
+            'test_bulk_create', 'test_scenario']:
         module = importlib.import_module('.' + name, __name__)
         tests.addTests(loader.loadTestsFromModule(module, pattern=pattern))
     return tests
