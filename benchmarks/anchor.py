@@ -358,9 +358,7 @@ def print_table(summary):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--studies', type=int, default=200)
-    parser.add_argument('--series', type=int, default=3)
-    parser.add_argument('--instances', type=int, default=10)
+    dataset.add_archive_arguments(parser)
     parser.add_argument('--runs', type=int, default=3)
     parser.add_argument('--timeout', type=float, default=600,
                         help='seconds after which an anchor step is stopped')

@@ -73,12 +73,17 @@ def create_patient(config, puid, name, lastname, gender, dob=None):
     Patient._proxy.create([{'party': party}], config.context)
 
 
+def add_archive_arguments(parser, studies=200, series=3, instances=10):
+    "--studies × --series × --instances: the archive a benchmark generates"
+    parser.add_argument('--studies', type=int, default=studies)
+    parser.add_argument('--series', type=int, default=series, help='per study')
+    parser.add_argument('--instances', type=int, default=instances, help='per series')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('directory')
-    parser.add_argument('--studies', type=int, default=200)
-    parser.add_argument('--series', type=int, default=3)
-    parser.add_argument('--instances', type=int, default=10)
+    add_archive_arguments(parser)
     args = parser.parse_args()
     paths = generate(args.directory, args.studies, args.series, args.instances)
     print(f'{sum(map(len, paths))} files in {args.directory}')

@@ -80,9 +80,7 @@ class ChangeWatcher(threading.Thread):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--studies', type=int, default=100)
-    parser.add_argument('--series', type=int, default=1)
-    parser.add_argument('--instances', type=int, default=10)
+    dataset.add_archive_arguments(parser, studies=100, series=1)
     parser.add_argument('--stable-age', type=int, default=10)
     parser.add_argument('--gap', type=float, default=0.2)
     parser.add_argument('--poll', type=float, default=0.05)

@@ -52,9 +52,7 @@ def one_run(workdir, archive, with_plugin, cpus):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--studies', type=int, default=200)
-    parser.add_argument('--series', type=int, default=3)
-    parser.add_argument('--instances', type=int, default=10)
+    dataset.add_archive_arguments(parser)
     parser.add_argument('--runs', type=int, default=3)
     parser.add_argument('--layouts', default='pinned,shared')
     args = parser.parse_args(argv)
