@@ -15,6 +15,21 @@ INSTANCE = 'gnuhealth.radiology.instance'
 SERIES = 'gnuhealth.radiology.series'
 
 
+def pushed_series():
+    "The id of the first series of make_batch()'s study, pushed"
+    Study = Pool().get('gnuhealth.radiology.study')
+    study = Study(Study.push_from_pacs(make_batch())['studies']['study-1'])
+    return study.series[0].id
+
+
+def insert_instance(series_id, sop_instance_uid):
+    "One instance of the series, inserted in bulk"
+    bulk_create(Pool().get(INSTANCE), 'series', 'sop_instance_uid', [(
+                (series_id, sop_instance_uid), {
+                    'series': series_id, 'sop_instance_uid': sop_instance_uid,
+                    'pacs_state': 'available'})])
+
+
 class BulkCreateTestCase(DBTestCase):
     "The series and instances of a push, inserted in bulk (snapshot.py)"
     module = 'health_radiology'
@@ -61,36 +76,21 @@ class BulkCreateTestCase(DBTestCase):
     @with_transaction()
     def test_a_duplicate_is_refused_with_the_constraint_message(self):
         "The unique constraint holds for rows inserted in bulk"
-        pool = Pool()
-        Study = pool.get('gnuhealth.radiology.study')
-        Instance = pool.get(INSTANCE)
-        study = Study(Study.push_from_pacs(make_batch())['studies']['study-1'])
-        series_id = study.series[0].id
+        series_id = pushed_series()
         # As a concurrent push would: the key is stored but was not seen.
         with self.assertRaises(UserError) as error:
-            bulk_create(Instance, 'series', 'sop_instance_uid', [(
-                        (series_id, '1.2.3.4.1.1'), {
-                            'series': series_id,
-                            'sop_instance_uid': '1.2.3.4.1.1',
-                            'pacs_state': 'available'})])
+            insert_instance(series_id, '1.2.3.4.1.1')
         self.assertIn('SOP Instance UID only once', str(error.exception))
 
     @with_transaction()
     def test_access_is_checked(self):
         "A user who may not create instances cannot insert them in bulk"
-        pool = Pool()
-        Study = pool.get('gnuhealth.radiology.study')
-        Instance = pool.get(INSTANCE)
-        study = Study(Study.push_from_pacs(make_batch())['studies']['study-1'])
-        series_id = study.series[0].id
+        series_id = pushed_series()
         user = create_user('staff', "Staff", 'group_radiology_staff')
         with Transaction().set_user(user.id), \
                 Transaction().set_context(_check_access=True):
             with self.assertRaises(AccessError):
-                bulk_create(Instance, 'series', 'sop_instance_uid', [(
-                            (series_id, '9.9'), {
-                                'series': series_id, 'sop_instance_uid': '9.9',
-                                'pacs_state': 'available'})])
+                insert_instance(series_id, '9.9')
 
     @with_transaction()
     def test_record_rules_on_create_are_checked(self):
