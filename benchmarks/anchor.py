@@ -140,9 +140,9 @@ def cpu_meter(pids):
                     for name, pid in pids.items()}
 
 
-def ours(workdir, orthanc_dir, studies):
+def ours(db, workdir, orthanc_dir, studies):
     """The push path: a resync into a fresh GNU Health, then one with nothing new."""
-    trytond = backfill.fresh_gnuhealth(workdir / 'trytond')
+    trytond = backfill.fresh_gnuhealth(db, workdir / 'trytond')
     orthanc = None
     try:
         with harness.admin_session(trytond) as config:
@@ -261,11 +261,11 @@ def anchor_side(workdir, orthanc_dir, studies, timeout):
         orthanc.stop()
 
 
-def store_archive(workdir, archive, studies):
+def store_archive(db, workdir, archive, studies):
     """The archive into an Orthanc with the plugin (so that its change-log
     cursor is at the end), synced into a throwaway GNU Health; returns
     that Orthanc's folder, for both sides."""
-    trytond = backfill.fresh_gnuhealth(workdir / 'trytond-ingest')
+    trytond = backfill.fresh_gnuhealth(db, workdir / 'trytond-ingest')
     orthanc = stack.Orthanc(workdir / 'orthanc', trytond.url, gnuhealth=backfill.SETTINGS)
     try:
         orthanc.start()
@@ -365,19 +365,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     installed_s = anchor_venv()
     anchor_template()
-    stack.template_database()
-    with tempfile.TemporaryDirectory() as tmp:
+    # Our side on SQLite, as the anchor's.
+    with tempfile.TemporaryDirectory() as tmp, harness.gnuhealth_database('sqlite') as db:
         tmp = Path(tmp)
         files = sum(map(len, dataset.generate(tmp / 'archive', args.studies, args.series,
                                               args.instances)))
-        orthanc_dir = store_archive(tmp, tmp / 'archive', args.studies)
+        orthanc_dir = store_archive(db, tmp, tmp / 'archive', args.studies)
         runs = []
         for run in range(args.runs):
             sides = ['ours', 'anchor'] if run % 2 == 0 else ['anchor', 'ours']
             results = {'order': sides}
             for side in sides:
                 workdir = tmp / f'run{run}-{side}'
-                results[side] = (ours(workdir, orthanc_dir, args.studies) if side == 'ours'
+                results[side] = (ours(db, workdir, orthanc_dir, args.studies) if side == 'ours'
                                  else anchor_side(workdir, orthanc_dir, args.studies,
                                                   args.timeout))
             results['load_average'] = harness.machine()['load_average']
